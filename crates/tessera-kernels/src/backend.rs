@@ -1,0 +1,47 @@
+//! The backend abstraction: compile a graph once (pack weights, plan
+//! buffers, build pipelines), then run it many times.
+
+use tessera_graph::{Graph, GraphError, NodeId, Tensor};
+use thiserror::Error;
+
+/// Why a backend could not compile or run a graph.
+#[derive(Debug, Error)]
+pub enum KernelError {
+    /// The graph or the inputs are invalid.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The backend cannot run this op / configuration.
+    #[error("{backend} backend: node '{node}' ({op}): {msg}")]
+    Unsupported { backend: String, node: String, op: String, msg: String },
+    /// The device failed (lost GPU, out of memory, ...).
+    #[error("{backend} backend: {msg}")]
+    Device { backend: String, msg: String },
+}
+
+/// A monotonic clock in milliseconds, injected so that the same code times
+/// itself natively (`Instant`) and in the browser (`performance.now()`).
+pub type Clock<'a> = &'a dyn Fn() -> f64;
+
+/// Time spent in one node during a profiled run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeTiming {
+    pub node: NodeId,
+    pub ms: f64,
+}
+
+/// A compute backend (CPU, GPU).
+pub trait Backend {
+    /// Human-readable name with the details that matter ("cpu avx512 x1").
+    fn name(&self) -> String;
+    /// Prepares `graph` for repeated execution.
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, KernelError>;
+}
+
+/// A graph compiled for one backend.
+pub trait Executable {
+    /// Runs the graph on `inputs` (in graph-input order) and returns the
+    /// graph outputs in order.
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, KernelError>;
+    /// Like `run`, also timing every node with `clock`.
+    fn run_profiled(&mut self, inputs: &[Tensor], clock: Clock) -> Result<(Vec<Tensor>, Vec<NodeTiming>), KernelError>;
+}

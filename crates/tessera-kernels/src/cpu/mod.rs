@@ -1,0 +1,2 @@
+//! CPU backend (being written).
+pub struct CpuBackend;

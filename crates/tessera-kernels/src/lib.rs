@@ -1,0 +1,9 @@
+//! Kernels: the [`Backend`] trait every executor runs graphs through, and
+//! Tessera's CPU backend. The GPU backend (`tessera-gpu`) implements the same
+//! trait, so planners, runtime and mesh never care which one a peer uses.
+
+pub mod backend;
+pub mod cpu;
+
+pub use backend::{Backend, Clock, Executable, KernelError, NodeTiming};
+pub use cpu::CpuBackend;
