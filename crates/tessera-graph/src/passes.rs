@@ -66,11 +66,10 @@ pub fn optimize(g: &Graph) -> Result<Graph> {
         map[i] = match &n.op {
             Op::Input => out.input(n.name.clone(), &n.shape)?,
             op => {
-                // The fused node takes the name of the last node it absorbed
-                // so that graph outputs and ONNX value names still resolve.
+                // A fused node keeps the conv/dense's name; absorbed nodes are
+                // never graph outputs, so no output name is lost.
                 let op = merged[i].take().unwrap_or_else(|| op.clone());
-                let last = (i..g.len()).rev().find(|&j| absorbed[j] == Some(i)).unwrap_or(i);
-                out.add(g.node(last).name.clone(), op, &inputs)?
+                out.add(n.name.clone(), op, &inputs)?
             }
         };
     }

@@ -12,10 +12,24 @@ pub enum KernelError {
     Graph(#[from] GraphError),
     /// The backend cannot run this op / configuration.
     #[error("{backend} backend: node '{node}' ({op}): {msg}")]
-    Unsupported { backend: String, node: String, op: String, msg: String },
+    Unsupported {
+        /// Which backend refused ("cpu", "gpu").
+        backend: String,
+        /// The node's name in the graph.
+        node: String,
+        /// The node's op name.
+        op: String,
+        /// What is not supported.
+        msg: String,
+    },
     /// The device failed (lost GPU, out of memory, ...).
     #[error("{backend} backend: {msg}")]
-    Device { backend: String, msg: String },
+    Device {
+        /// Which backend failed.
+        backend: String,
+        /// What happened.
+        msg: String,
+    },
 }
 
 /// A monotonic clock in milliseconds, injected so that the same code times
@@ -25,7 +39,11 @@ pub type Clock<'a> = &'a dyn Fn() -> f64;
 /// Time spent in one node during a profiled run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeTiming {
+    /// The node timed. A backend that fuses several nodes into one step
+    /// reports the step once, under its main node (the CPU backend: the
+    /// conv that absorbed a residual `Add` and activation).
     pub node: NodeId,
+    /// Milliseconds on the injected clock.
     pub ms: f64,
 }
 

@@ -2,8 +2,10 @@
 //! Tessera's CPU backend. The GPU backend (`tessera-gpu`) implements the same
 //! trait, so planners, runtime and mesh never care which one a peer uses.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod cpu;
 
 pub use backend::{Backend, Clock, Executable, KernelError, NodeTiming};
-pub use cpu::CpuBackend;
+pub use cpu::{CpuBackend, Isa};

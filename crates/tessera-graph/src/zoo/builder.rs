@@ -15,6 +15,9 @@ pub enum Weights<'a> {
     Seeded(Rng),
     /// Trained values, consumed in build order (see `assets/README.md`).
     Trained { data: &'a [f32], pos: usize },
+    /// All zeros: the architecture alone, cheap to build (the allocator hands
+    /// out untouched pages), for costing and planning without weights.
+    Shapes,
 }
 
 impl Weights<'_> {
@@ -27,6 +30,7 @@ impl Weights<'_> {
                 Param::Scale => (0..n).map(|_| rng.uniform(0.6, 1.0)).collect(),
                 Param::Var => (0..n).map(|_| rng.uniform(0.5, 1.5)).collect(),
             },
+            Weights::Shapes => vec![0.0; n],
             Weights::Trained { data, pos } => {
                 let end = *pos + n;
                 if end > data.len() {

@@ -4,11 +4,13 @@
 
 mod builder;
 mod classic;
+mod mnist_data;
 mod mobilenet;
 mod resnet;
 mod yolo;
 
 pub use builder::{Builder, ConvSpec, Weights};
+pub use mnist_data::{decode_idx, test_digits, Digit};
 
 use crate::error::{GraphError, Result};
 use crate::graph::Graph;
@@ -40,6 +42,16 @@ fn seed_of(name: &str) -> u64 {
 /// Comma-separated zoo names (for errors and help).
 pub fn names() -> String {
     MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Builds zoo model `name` with placeholder weights (all zeros): exact
+/// architecture and costs, no weight generation. For planners and profiles.
+pub fn build_shapes(name: &str) -> Result<Graph> {
+    let m = MODELS.iter().find(|m| m.name == name).ok_or_else(|| GraphError::UnknownModel(name.to_string(), names()))?;
+    if m.name == "lenet" {
+        return classic::lenet(Weights::Shapes);
+    }
+    (m.build)(Weights::Shapes)
 }
 
 /// Builds zoo model `name` with its default weights.

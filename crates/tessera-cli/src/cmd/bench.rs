@@ -1,0 +1,177 @@
+//! `tessera bench cpu|gpu`: Tessera's latency per model next to a reference
+//! runtime (onnxruntime for CPU) measured in the same run on the same
+//! machine, and their ratio. Speed targets live here, never in tests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use tessera_graph::{cost_table, rng::Rng, Tensor};
+use tessera_kernels::{Backend, CpuBackend};
+
+use super::{clock_ms, median};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which backend to benchmark.
+    #[arg(value_parser = ["cpu", "gpu"])]
+    target: String,
+    /// Comma-separated zoo names.
+    #[arg(long, default_value = "lenet,mobilenetv2,resnet50,vgg16")]
+    models: String,
+    /// Threads for both Tessera and the reference.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed runs per model (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Print JSON `{model: {tessera_ms, reference_ms, reference, ratio, ...}}`.
+    #[arg(long)]
+    json: bool,
+    /// Also print a per-layer table (Tessera, median over runs).
+    #[arg(long)]
+    layers: bool,
+    /// Skip the reference runtime.
+    #[arg(long)]
+    no_reference: bool,
+}
+
+/// One model's result.
+#[derive(Serialize)]
+struct Row {
+    tessera_ms: f64,
+    reference_ms: Option<f64>,
+    reference: Option<String>,
+    /// tessera_ms / reference_ms (lower is better for Tessera).
+    ratio: Option<f64>,
+    gflops: f64,
+    tessera_gflop_per_s: f64,
+    backend: String,
+    threads: usize,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if a.target == "gpu" {
+        bail!("the GPU backend is not built yet (tessera-gpu); use `tessera bench cpu`");
+    }
+    if a.threads == 0 || a.runs == 0 {
+        bail!("--threads and --runs must be at least 1");
+    }
+    let backend = CpuBackend::new(a.threads);
+    let mut out = BTreeMap::new();
+    for name in a.models.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let g = crate::model::load_optimized(name)?;
+        let flops = cost_table(&g).total.flops() as f64;
+        let mut exe = backend.compile(&g)?;
+        let mut rng = Rng::new(7);
+        let inputs: Vec<Tensor> = g
+            .inputs()
+            .iter()
+            .map(|&i| {
+                let shape = g.node(i).shape.clone();
+                let n = shape.iter().product();
+                Tensor::new(shape, rng.fill(n, 1.0))
+            })
+            .collect::<Result<_, _>>()?;
+        exe.run(&inputs)?; // warm-up: page in weights and buffers
+        let mut times = Vec::with_capacity(a.runs);
+        let mut per_node: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for _ in 0..a.runs {
+            let t = clock_ms();
+            if a.layers {
+                let (_, timings) = exe.run_profiled(&inputs, &clock_ms)?;
+                for nt in timings {
+                    per_node.entry(nt.node).or_default().push(nt.ms);
+                }
+            } else {
+                exe.run(&inputs)?;
+            }
+            times.push(clock_ms() - t);
+        }
+        let ms = median(&mut times);
+        if a.layers {
+            println!("{name}: per-layer median ms ({})", backend.name());
+            let total: f64 = per_node.values_mut().map(|v| median(v)).sum();
+            for (id, v) in per_node.iter_mut() {
+                let n = g.node(*id);
+                let c = tessera_graph::node_cost(&g, *id);
+                let m = median(v);
+                let gf = if m > 0.0 { c.flops() as f64 / m / 1e6 } else { 0.0 };
+                println!("  {:<28} {:<18} {:>9.3} ms {:>5.1}% {:>8.1} GFLOP/s", n.name, tessera_graph::cost::op_label(&n.op), m, 100.0 * m / total, gf);
+            }
+        }
+        let reference = if a.no_reference { None } else { Some(reference_ms(name, a.threads, a.runs)) };
+        let (reference_ms, reference) = match reference {
+            Some(Ok((ms, who))) => (Some(ms), Some(who)),
+            Some(Err(e)) => {
+                eprintln!("note: no reference for {name}: {e:#}");
+                (None, None)
+            }
+            None => (None, None),
+        };
+        let row = Row {
+            tessera_ms: ms,
+            ratio: reference_ms.map(|r| ms / r),
+            reference_ms,
+            reference,
+            gflops: flops / 1e9,
+            tessera_gflop_per_s: flops / ms / 1e6,
+            backend: backend.name(),
+            threads: a.threads,
+        };
+        if !a.json {
+            println!(
+                "{name:<14} tessera {:>9.2} ms {:>7.1} GFLOP/s | {} {} | ratio {}",
+                row.tessera_ms,
+                row.tessera_gflop_per_s,
+                row.reference.as_deref().unwrap_or("reference"),
+                row.reference_ms.map_or("n/a".into(), |r| format!("{r:.2} ms")),
+                row.ratio.map_or("n/a".into(), |r| format!("{r:.2}x")),
+            );
+        }
+        out.insert(name.to_string(), row);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+/// The Python interpreter with onnxruntime: `TESSERA_PYTHON`, the venv
+/// `./run` makes, or `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TESSERA_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(".tools/venv/bin/python");
+    if venv.exists() { venv } else { PathBuf::from("python3") }
+}
+
+/// Median latency of zoo model `name` in onnxruntime, via its ONNX export.
+fn reference_ms(name: &str, threads: usize, runs: usize) -> Result<(f64, String)> {
+    {
+        let g = crate::model::load(name)?;
+        let dir = std::env::temp_dir().join(format!("tessera-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let model = dir.join(format!("{name}.onnx"));
+        let script = dir.join("ort_bench.py");
+        std::fs::write(&model, tessera_onnx::export(&g))?;
+        std::fs::write(&script, include_str!("../../../../tools/ort_bench.py"))?;
+        let out = Command::new(python())
+            .arg(&script)
+            .arg(&model)
+            .arg(threads.to_string())
+            .arg(runs.to_string())
+            .output()
+            .context("cannot start python")?;
+        let _ = std::fs::remove_dir_all(&dir);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            bail!("{}", err.lines().last().unwrap_or("onnxruntime failed"));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("bad reference output")?;
+        Ok((v["ms"].as_f64().context("no ms")?, v["reference"].as_str().unwrap_or("onnxruntime").to_string()))
+    }
+}

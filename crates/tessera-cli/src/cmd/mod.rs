@@ -1,0 +1,27 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod cost;
+pub mod demo;
+pub mod export;
+pub mod plan;
+pub mod profile;
+pub mod run;
+pub mod serve;
+pub mod simulate;
+
+/// Milliseconds since an arbitrary start: the native clock handed to
+/// backends' profiled runs.
+pub fn clock_ms() -> f64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+}
+
+/// Median of a non-empty list.
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n % 2 == 1 { xs[n / 2] } else { 0.5 * (xs[n / 2 - 1] + xs[n / 2]) }
+}

@@ -1,0 +1,187 @@
+//! The coordinator's peer table: who joined, what they said about
+//! themselves, what the probes measured, how their tasks actually ran, and
+//! whether they have drifted from their profile.
+
+use std::collections::{HashMap, VecDeque};
+
+use tessera_plan::{DeviceProfile, Link};
+
+use crate::PeerId;
+
+/// Where a peer is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Channel open, no Hello yet.
+    Joining,
+    /// Hello received; RTT and throughput probes running.
+    Probing,
+    /// Profiled: can be planned on (loading / ready / idle follow from plans).
+    Live,
+    /// Left, timed out or evicted.
+    Dead,
+}
+
+/// Everything the coordinator knows about one peer.
+pub(crate) struct PeerEntry {
+    pub id: PeerId,
+    pub name: String,
+    pub backend: String,
+    pub agent: String,
+    pub caps: Vec<String>,
+    pub state: PeerState,
+    /// Profile from Hello (None: the configured default is assumed).
+    pub profile: Option<DeviceProfile>,
+    /// Live slowdown relative to the profile (1 = as profiled); drift
+    /// detection multiplies it by the observed ratio.
+    pub speed: f64,
+    pub joined_ms: f64,
+    pub ready_ms: Option<f64>,
+    pub last_heard_ms: f64,
+    pub rtt_ms: Option<f64>,
+    pub mbps: Option<f64>,
+    pub ping_seq: u32,
+    pub pings: HashMap<u32, f64>,
+    pub last_ping_ms: f64,
+    /// Outstanding throughput probe: (seq, sent at, bytes).
+    pub probe: Option<(u32, f64, usize)>,
+    pub tasks_done: u64,
+    pub in_flight: u64,
+    pub compute_total_ms: f64,
+    pub compute_last_ms: f64,
+    pub predicted_total_ms: f64,
+    /// (completion time, compute ms) of recent tasks, for utilisation.
+    pub busy: VecDeque<(f64, f64)>,
+    pub drift_streak: usize,
+    pub drift_ratios: Vec<f64>,
+    /// A drift re-plan was requested and has not taken effect yet.
+    pub drift_pending: bool,
+    /// Weight bytes shipped in the newest LoadPlan / acknowledged.
+    pub weight_bytes: u64,
+    pub weight_bytes_total: u64,
+    /// Wire bytes of every LoadPlan sent.
+    pub plan_wire_bytes: u64,
+    pub tensor_bytes_out: u64,
+    pub tensor_bytes_in: u64,
+    pub dead_reason: Option<String>,
+}
+
+impl PeerEntry {
+    pub fn new(id: PeerId, now: f64) -> PeerEntry {
+        PeerEntry {
+            id,
+            name: format!("peer-{id}"),
+            backend: String::new(),
+            agent: String::new(),
+            caps: Vec::new(),
+            state: PeerState::Joining,
+            profile: None,
+            speed: 1.0,
+            joined_ms: now,
+            ready_ms: None,
+            last_heard_ms: now,
+            rtt_ms: None,
+            mbps: None,
+            ping_seq: 0,
+            pings: HashMap::new(),
+            last_ping_ms: f64::NEG_INFINITY,
+            probe: None,
+            tasks_done: 0,
+            in_flight: 0,
+            compute_total_ms: 0.0,
+            compute_last_ms: 0.0,
+            predicted_total_ms: 0.0,
+            busy: VecDeque::new(),
+            drift_streak: 0,
+            drift_ratios: Vec::new(),
+            drift_pending: false,
+            weight_bytes: 0,
+            weight_bytes_total: 0,
+            plan_wire_bytes: 0,
+            tensor_bytes_out: 0,
+            tensor_bytes_in: 0,
+            dead_reason: None,
+        }
+    }
+
+    /// Alive (not dead).
+    pub fn alive(&self) -> bool {
+        self.state != PeerState::Dead
+    }
+
+    /// The unique device name used in plans.
+    pub fn device_name(&self) -> String {
+        format!("{}#{}", self.name, self.id)
+    }
+
+    /// Records an RTT sample (exponentially smoothed).
+    pub fn rtt_sample(&mut self, ms: f64) {
+        let ms = ms.max(0.0);
+        self.rtt_ms = Some(match self.rtt_ms {
+            None => ms,
+            Some(r) => 0.7 * r + 0.3 * ms,
+        });
+    }
+
+    /// The profile to plan with: the peer's own (or `default`), scaled by
+    /// its measured slowdown.
+    pub fn effective_profile(&self, default: &DeviceProfile) -> DeviceProfile {
+        let mut p = self.profile.clone().unwrap_or_else(|| default.clone());
+        if (self.speed - 1.0).abs() > 1e-9 {
+            for t in p.ops.values_mut() {
+                for pt in &mut t.points {
+                    pt.1 *= self.speed;
+                }
+            }
+            p.task_overhead_ms *= self.speed;
+        }
+        p
+    }
+
+    /// The link to plan with: measured throughput (default 1 Gbit/s until a
+    /// probe says otherwise) and half the measured RTT.
+    pub fn link(&self) -> Link {
+        Link::new(self.mbps.unwrap_or(1000.0), self.rtt_ms.map_or(0.5, |r| r / 2.0))
+    }
+
+    /// Records a finished task; returns the observed/predicted ratios if
+    /// the peer has now been slower than `ratio` × its prediction (and by
+    /// at least `min_ms`) for `n` consecutive tasks.
+    pub fn task_done(&mut self, now: f64, compute_ms: f64, predicted_ms: f64, ratio: f64, min_ms: f64, n: usize) -> Option<f64> {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.tasks_done += 1;
+        self.compute_total_ms += compute_ms;
+        self.compute_last_ms = compute_ms;
+        self.predicted_total_ms += predicted_ms;
+        self.busy.push_back((now, compute_ms));
+        while self.busy.len() > 256 || self.busy.front().is_some_and(|b| b.0 < now - UTIL_WINDOW_MS) {
+            self.busy.pop_front();
+        }
+        if self.drift_pending || predicted_ms <= 0.0 {
+            return None;
+        }
+        if compute_ms >= ratio * predicted_ms && compute_ms - predicted_ms >= min_ms {
+            self.drift_streak += 1;
+            self.drift_ratios.push(compute_ms / predicted_ms);
+        } else {
+            self.drift_streak = 0;
+            self.drift_ratios.clear();
+        }
+        if self.drift_streak >= n.max(1) {
+            let mut r = std::mem::take(&mut self.drift_ratios);
+            r.sort_by(|a, b| a.total_cmp(b));
+            self.drift_streak = 0;
+            return Some(r[r.len() / 2]);
+        }
+        None
+    }
+
+    /// Fraction of the last few seconds spent computing.
+    pub fn utilisation(&self, now: f64) -> f64 {
+        let busy: f64 = self.busy.iter().filter(|b| b.0 >= now - UTIL_WINDOW_MS).map(|b| b.1).sum();
+        let span = (now - self.ready_ms.unwrap_or(now)).clamp(1.0, UTIL_WINDOW_MS);
+        (busy / span).min(1.0)
+    }
+}
+
+/// Window of the utilisation figure.
+pub const UTIL_WINDOW_MS: f64 = 5000.0;

@@ -1,0 +1,377 @@
+//! The peer state machine: what a phone tab, a laptop or a Jetson runs.
+//! It introduces itself (name, backend, capabilities, device profile),
+//! answers RTT and throughput probes, loads the tasks the coordinator ships
+//! (ONNX sub-graphs with only its slice of the weights), runs them on its
+//! backend and returns their outputs, timed with an injected clock.
+//!
+//! No I/O, threads or clocks of its own: a driver feeds it [`Input`]s and
+//! carries out the [`Output`]s, in the browser and natively alike.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+use tessera_kernels::Backend;
+use tessera_plan::DeviceProfile;
+use tessera_runtime::{RunTask, Runner};
+
+use crate::endpoint::{Endpoint, LinkCounters, Received};
+use crate::error::{ErrorCode, MeshError};
+use crate::msg::{Hello, LoadAck, LoadPlan, Msg};
+use crate::wire::{DEFAULT_CHUNK_BYTES, Limits};
+use crate::{Input, Output, PeerId};
+
+/// How many recent task latencies the status keeps.
+const RECENT: usize = 16;
+
+/// What a peer says about itself and how it frames messages.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Display name.
+    pub name: String,
+    /// Capabilities announced in Hello ("webgpu", "simd128", "threads").
+    pub caps: Vec<String>,
+    /// The device's latency tables (`tessera profile` or the page's
+    /// self-profile); without one the coordinator assumes a default.
+    pub profile: Option<DeviceProfile>,
+    /// Chunk payload size for outgoing messages.
+    pub chunk_bytes: usize,
+    /// Reassembly limits for incoming messages (plans can be large).
+    pub limits: Limits,
+    /// Most plans held at once (the running one, the one draining, the one
+    /// loading); older ones are dropped first.
+    pub max_plans: usize,
+    /// Queue Run messages instead of running them inside `handle`: the
+    /// driver then calls [`Peer::run_next`], so it can stay responsive
+    /// (answer pings, repaint) between tasks.
+    pub defer_runs: bool,
+}
+
+impl PeerConfig {
+    /// Defaults for a peer called `name`.
+    pub fn new(name: impl Into<String>) -> PeerConfig {
+        PeerConfig {
+            name: name.into(),
+            caps: Vec::new(),
+            profile: None,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            limits: Limits::peer(),
+            max_plans: 3,
+            defer_runs: false,
+        }
+    }
+}
+
+struct Loaded {
+    device: usize,
+    runner: Runner,
+    labels: Vec<String>,
+    summary: String,
+    weight_bytes: u64,
+    bytes_received: u64,
+}
+
+/// A snapshot for the peer page.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerStatus {
+    pub role: &'static str,
+    pub name: String,
+    pub backend: String,
+    pub caps: Vec<String>,
+    pub connected: bool,
+    /// The id the coordinator gave this peer.
+    pub id: Option<PeerId>,
+    pub model: String,
+    /// The newest plan held, its device index and what it does.
+    pub plan: Option<u32>,
+    pub plans_held: Vec<u32>,
+    pub device: Option<usize>,
+    pub summary: String,
+    /// One line per task held (layers and tile/channel range).
+    pub tasks: Vec<String>,
+    /// Weight bytes held for the newest plan.
+    pub weight_bytes: u64,
+    /// Payload bytes of all plans received.
+    pub plan_bytes_received: u64,
+    pub tasks_run: u64,
+    /// Tasks received and not yet run.
+    pub queue: usize,
+    pub last_latencies_ms: Vec<f64>,
+    pub mean_latency_ms: f64,
+    pub link: LinkCounters,
+    pub last_error: Option<String>,
+}
+
+/// The peer state machine.
+pub struct Peer {
+    cfg: PeerConfig,
+    backend: Box<dyn Backend>,
+    clock: Box<dyn Fn() -> f64>,
+    ep: Endpoint,
+    coordinator: Option<PeerId>,
+    my_id: Option<PeerId>,
+    model: String,
+    plans: BTreeMap<u32, Loaded>,
+    /// Recently dropped plans: late Runs for them are ignored, not errors.
+    unloaded: VecDeque<u32>,
+    queue: VecDeque<(u32, u32, RunTask)>,
+    now: f64,
+    tasks_run: u64,
+    total_ms: f64,
+    recent: VecDeque<f64>,
+    plan_bytes: u64,
+    last_error: Option<String>,
+    out: Vec<Output>,
+}
+
+impl Peer {
+    /// A peer running tasks on `backend`, timing them with `clock`
+    /// (milliseconds, monotonic: `performance.now()` in the browser,
+    /// `Instant` natively).
+    pub fn new(cfg: PeerConfig, backend: Box<dyn Backend>, clock: Box<dyn Fn() -> f64>) -> Peer {
+        let ep = Endpoint::new(cfg.limits, cfg.chunk_bytes);
+        Peer {
+            cfg,
+            backend,
+            clock,
+            ep,
+            coordinator: None,
+            my_id: None,
+            model: String::new(),
+            plans: BTreeMap::new(),
+            unloaded: VecDeque::new(),
+            queue: VecDeque::new(),
+            now: 0.0,
+            tasks_run: 0,
+            total_ms: 0.0,
+            recent: VecDeque::new(),
+            plan_bytes: 0,
+            last_error: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// The Hello this peer introduces itself with.
+    pub fn hello(&self) -> Hello {
+        Hello {
+            name: self.cfg.name.clone(),
+            backend: self.backend.name(),
+            agent: format!("tessera-mesh {} ({})", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH),
+            caps: self.cfg.caps.clone(),
+            profile: self.cfg.profile.clone(),
+        }
+    }
+
+    /// Feeds one input; returns what to send.
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Connected(id) => {
+                if self.coordinator.is_some_and(|c| c != id) {
+                    self.out.push(Output::Close(id, "a peer talks to exactly one coordinator".into()));
+                } else {
+                    self.reset();
+                    self.coordinator = Some(id);
+                    self.ep.open(id);
+                    let hello = Msg::Hello(self.hello());
+                    self.ep.send(id, &hello, &mut self.out);
+                }
+            }
+            Input::Frame(from, bytes) => {
+                if self.coordinator == Some(from)
+                    && let Some(r) = self.ep.receive(from, &bytes, self.now, &mut self.out)
+                {
+                    self.on_message(from, r);
+                }
+            }
+            Input::Disconnected(id) => {
+                if self.coordinator == Some(id) {
+                    self.reset();
+                    self.ep.remove(id);
+                }
+            }
+            Input::Tick { now_ms } => {
+                self.now = now_ms;
+                self.ep.gc(now_ms);
+            }
+        }
+        if !self.cfg.defer_runs {
+            while !self.queue.is_empty() {
+                self.run_next_into();
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Leaves the room: Bye to the coordinator, then close.
+    pub fn leave(&mut self, reason: &str) -> Vec<Output> {
+        if let Some(c) = self.coordinator {
+            self.ep.send(c, &Msg::Bye { reason: reason.to_string() }, &mut self.out);
+            self.ep.close(c, reason, &mut self.out);
+            self.reset();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Tasks received and not yet run (only with `defer_runs`).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Runs the oldest queued task (with `defer_runs`); returns what to send.
+    pub fn run_next(&mut self) -> Vec<Output> {
+        self.run_next_into();
+        std::mem::take(&mut self.out)
+    }
+
+    fn reset(&mut self) {
+        self.coordinator = None;
+        self.my_id = None;
+        self.plans.clear();
+        self.queue.clear();
+    }
+
+    fn on_message(&mut self, from: PeerId, r: Received) {
+        let about = r.id;
+        match r.msg {
+            Msg::Welcome(w) => {
+                self.my_id = Some(w.peer);
+                self.model = w.model;
+            }
+            Msg::LoadPlan(p) => self.load(from, about, p, r.payload_bytes as u64),
+            Msg::Run { plan, task } => self.queue.push_back((about, plan, task)),
+            Msg::Forget { frame } => {
+                for l in self.plans.values_mut() {
+                    l.runner.forget(frame);
+                }
+            }
+            Msg::Unload { plan } => self.unload(plan),
+            Msg::Ping { seq, sent_ms } => {
+                let now = self.now;
+                self.ep.send(from, &Msg::Pong { seq, sent_ms, peer_ms: now }, &mut self.out);
+            }
+            Msg::Probe { seq, filler } => {
+                self.ep.send(from, &Msg::ProbeAck { seq, bytes: filler.len() as u64 }, &mut self.out);
+            }
+            Msg::Error(e) => self.last_error = Some(format!("coordinator: {}: {}", e.code, e.text)),
+            Msg::Bye { reason } => {
+                self.last_error = Some(format!("coordinator left: {reason}"));
+                self.plans.clear();
+                self.queue.clear();
+            }
+            other => {
+                let text = format!("a peer does not accept {} messages", other.kind().name());
+                self.ep.refuse(from, ErrorCode::UNEXPECTED, about, &text, &mut self.out);
+            }
+        }
+    }
+
+    fn unload(&mut self, plan: u32) {
+        self.plans.remove(&plan);
+        self.queue.retain(|q| q.1 != plan);
+        if !self.unloaded.contains(&plan) {
+            if self.unloaded.len() == 16 {
+                self.unloaded.pop_front();
+            }
+            self.unloaded.push_back(plan);
+        }
+    }
+
+    fn load(&mut self, from: PeerId, about: u32, p: LoadPlan, bytes: u64) {
+        self.plan_bytes += bytes;
+        let t0 = (self.clock)();
+        let res = (|| -> Result<Loaded, MeshError> {
+            let mut labels = Vec::with_capacity(p.tasks.len());
+            let mut tasks = Vec::with_capacity(p.tasks.len());
+            for t in p.tasks {
+                labels.push(t.meta.label.clone());
+                tasks.push(t.into_peer_task()?);
+            }
+            let runner = Runner::new(p.device, tasks, self.backend.as_ref())?;
+            let weight_bytes = runner.weight_bytes() as u64;
+            Ok(Loaded { device: p.device, runner, labels, summary: p.summary, weight_bytes, bytes_received: bytes })
+        })();
+        match res {
+            Ok(l) => {
+                let ack = LoadAck {
+                    plan: p.plan,
+                    tasks: l.labels.len(),
+                    weight_bytes: l.weight_bytes,
+                    bytes_received: l.bytes_received,
+                    load_ms: (self.clock)() - t0,
+                };
+                self.plans.insert(p.plan, l);
+                while self.plans.len() > self.cfg.max_plans.max(1) {
+                    let oldest = *self.plans.keys().next().expect("non-empty");
+                    self.unload(oldest);
+                }
+                self.ep.send(from, &Msg::LoadAck(ack), &mut self.out);
+            }
+            Err(e) => {
+                let text = format!("plan {}: {e}", p.plan);
+                self.last_error = Some(text.clone());
+                self.ep.refuse(from, ErrorCode::LOAD_FAILED, about, &text, &mut self.out);
+            }
+        }
+    }
+
+    fn run_next_into(&mut self) {
+        let Some((about, plan, task)) = self.queue.pop_front() else { return };
+        let Some(to) = self.coordinator else { return };
+        let (frame, stage, k) = (task.frame, task.stage, task.task);
+        let Some(l) = self.plans.get_mut(&plan) else {
+            if !self.unloaded.contains(&plan) {
+                let text = format!("plan {plan} is not loaded here (frame {frame}, task {stage}/{k})");
+                self.ep.refuse(to, ErrorCode::TASK_FAILED, about, &text, &mut self.out);
+            }
+            return;
+        };
+        let clock = &self.clock;
+        match l.runner.run(task, &|| clock()) {
+            Ok(done) => {
+                self.tasks_run += 1;
+                self.total_ms += done.compute_ms;
+                if self.recent.len() == RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(done.compute_ms);
+                self.ep.send(to, &Msg::Done { plan, done }, &mut self.out);
+            }
+            Err(e) => {
+                let text = format!("frame {frame}, task {stage}/{k}: {e}");
+                self.last_error = Some(text.clone());
+                self.ep.refuse(to, ErrorCode::TASK_FAILED, about, &text, &mut self.out);
+            }
+        }
+    }
+
+    /// Weight bytes held for the newest plan.
+    pub fn weight_bytes(&self) -> u64 {
+        self.plans.values().next_back().map_or(0, |l| l.weight_bytes)
+    }
+
+    /// A snapshot for the peer page.
+    pub fn status(&self) -> PeerStatus {
+        let newest = self.plans.iter().next_back();
+        PeerStatus {
+            role: "peer",
+            name: self.cfg.name.clone(),
+            backend: self.backend.name(),
+            caps: self.cfg.caps.clone(),
+            connected: self.coordinator.is_some(),
+            id: self.my_id,
+            model: self.model.clone(),
+            plan: newest.map(|(k, _)| *k),
+            plans_held: self.plans.keys().copied().collect(),
+            device: newest.map(|(_, l)| l.device),
+            summary: newest.map(|(_, l)| l.summary.clone()).unwrap_or_default(),
+            tasks: newest.map(|(_, l)| l.labels.clone()).unwrap_or_default(),
+            weight_bytes: self.weight_bytes(),
+            plan_bytes_received: self.plan_bytes,
+            tasks_run: self.tasks_run,
+            queue: self.queue.len(),
+            last_latencies_ms: self.recent.iter().copied().collect(),
+            mean_latency_ms: if self.tasks_run > 0 { self.total_ms / self.tasks_run as f64 } else { 0.0 },
+            link: self.coordinator.map(|c| self.ep.counters(c)).unwrap_or_default(),
+            last_error: self.last_error.clone(),
+        }
+    }
+}

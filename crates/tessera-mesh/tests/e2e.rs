@@ -1,0 +1,134 @@
+//! The whole mesh in-process: coordinator + 3 peers over the in-memory
+//! transport, real kernels, outputs compared with a local run; weight
+//! slices and bytes on the wire measured against the plan.
+
+mod common;
+
+use common::*;
+use tessera_mesh::Coordinator;
+use tessera_mesh::transport::memory::{LinkSim, MemoryMesh, MeshOptions, PeerSpec};
+
+#[test]
+fn lenet_three_peers_matches_local() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 12);
+    let want = reference(&g, &xs);
+    for planner in ["tessera", "dpm", "hyps", "deeperthings", "modnn", "deepthings"] {
+        // Chunks of concurrent messages interleaved at random on half the runs.
+        let opts = MeshOptions { interleave: (planner.len() % 2 == 0).then_some(7), ..Default::default() };
+        let mut m = mesh(&g, config("lenet", planner), 3, opts);
+        let got = m.run_frames(xs.clone(), 60_000.0).unwrap();
+        check(&got, &want, planner);
+        let st = m.coordinator.status();
+        assert_eq!(st.frames.lost, 0);
+        assert_eq!(st.frames.done, 12);
+        // Real MNIST digits: the distributed LeNet classifies them as the local one does.
+        let digits = tessera_graph::zoo::test_digits().unwrap();
+        let correct = got.iter().zip(&digits).filter(|((_, o), d)| o[0].argmax() == d.label as usize).count();
+        assert!(correct >= 11, "{planner}: {correct}/12 digits right");
+    }
+}
+
+#[test]
+fn mobilenetv2_three_peers_matches_local() {
+    let g = model("mobilenetv2");
+    let xs = inputs(&g, "mobilenetv2", 3);
+    let want = reference(&g, &xs);
+    for planner in ["tessera", "deepthings", "hyps"] {
+        let mut m = mesh(&g, config("mobilenetv2", planner), 3, MeshOptions { interleave: Some(3), ..Default::default() });
+        let got = m.run_frames(xs.clone(), 120_000.0).unwrap();
+        check(&got, &want, planner);
+        assert_eq!(m.coordinator.status().frames.lost, 0);
+    }
+}
+
+/// HyPS's model-secret property: with a plan that splits the model, every
+/// peer receives (and holds) only its slice's weights.
+#[test]
+fn each_peer_receives_only_its_weight_slice() {
+    for (name, planner) in [("lenet", "hyps"), ("lenet", "deeperthings"), ("mobilenetv2", "hyps"), ("mobilenetv2", "dpm")] {
+        let g = model(name);
+        let m = mesh(&g, config(name, planner), 3, MeshOptions::default());
+        let st = m.coordinator.status();
+        let plan = st.plan.as_ref().unwrap();
+        let total = st.model_weight_bytes;
+        let mut sum = 0;
+        for id in m.peer_ids() {
+            let info = st.peers.iter().find(|p| p.id == id).unwrap();
+            let held = m.peer(id).unwrap().status().weight_bytes;
+            assert_eq!(held, info.weight_bytes, "{name}/{planner}: peer {id} holds what was shipped");
+            assert!(held < total, "{name}/{planner}: peer {id} holds {held} of {total} weight bytes");
+            // The LoadPlan on the wire is the slice plus a small envelope.
+            assert!(info.plan_wire_bytes < total, "{name}/{planner}: peer {id} was sent {} bytes", info.plan_wire_bytes);
+            sum += held;
+        }
+        println!(
+            "{name}/{planner}: per-peer weight bytes {:?} of {total} (sum {sum} = {:.3}x the model)\n{}",
+            plan.weight_bytes,
+            sum as f64 / total as f64,
+            plan.render
+        );
+        assert!(sum >= total, "the slices cover the model");
+    }
+}
+
+/// Bytes on the wire per frame vs the plan's prediction (task tensors,
+/// from the same fetch plans `tessera_plan::estimate::bound` charges).
+#[test]
+fn wire_bytes_match_the_plan() {
+    for (name, planner, frames) in [("lenet", "modnn", 12), ("lenet", "deeperthings", 12), ("mobilenetv2", "deepthings", 2)] {
+        let g = model(name);
+        let xs = inputs(&g, name, frames);
+        let mut m = mesh(&g, config(name, planner), 3, MeshOptions::default());
+        m.run_frames(xs, 120_000.0).unwrap();
+        let p = m.coordinator.status().plan.unwrap();
+        let tensor_ratio = p.tensor_bytes_per_frame / p.predicted_bytes_per_frame;
+        let wire_ratio = p.wire_bytes_per_frame / p.predicted_bytes_per_frame;
+        println!(
+            "{name}/{planner}: predicted {:.0} B/frame, tensors {:.0} ({tensor_ratio:.4}x), wire incl. headers {:.0} ({wire_ratio:.4}x)",
+            p.predicted_bytes_per_frame, p.tensor_bytes_per_frame, p.wire_bytes_per_frame
+        );
+        assert!((tensor_ratio - 1.0).abs() < 1e-9, "tensor bytes differ from the plan");
+        // Headers and per-message fields: ~14 % on LeNet's tiny tiles, ~0 on real feature maps.
+        assert!((1.0..1.2).contains(&wire_ratio), "framing overhead {wire_ratio}");
+    }
+}
+
+/// Link measurements: RTT from pings and throughput from the probe reach
+/// the planner's cluster.
+#[test]
+fn probes_measure_the_links() {
+    let g = model("lenet");
+    let c = Coordinator::new(g.clone(), config("lenet", "tessera")).unwrap();
+    let mut m = MemoryMesh::new(c, MeshOptions::default());
+    let fast = m.add_peer(PeerSpec { link: LinkSim { latency_ms: 1.0, mbps: 400.0 }, ..PeerSpec::new("fast") });
+    let slow = m.add_peer(PeerSpec { link: LinkSim { latency_ms: 5.0, mbps: 20.0 }, ..PeerSpec::new("slow") });
+    assert!(m.wait_ready(60_000.0));
+    m.run_for(3000.0); // a few more pings
+    let st = m.coordinator.status();
+    for (id, rtt, mbps) in [(fast, 2.0, 400.0), (slow, 10.0, 20.0)] {
+        let p = st.peers.iter().find(|p| p.id == id).unwrap();
+        let (r, b) = (p.rtt_ms.unwrap(), p.mbps.unwrap());
+        println!("peer {id}: rtt {r:.3} ms (link {rtt}), {b:.1} Mbit/s (link {mbps})");
+        assert!((r - rtt).abs() / rtt < 0.05, "rtt {r} vs {rtt}");
+        assert!((b - mbps).abs() / mbps < 0.05, "throughput {b} vs {mbps}");
+    }
+}
+
+/// The status snapshot serialises for the dashboard.
+#[test]
+fn status_serialises() {
+    let g = model("lenet");
+    let mut m = mesh(&g, config("lenet", "deeperthings"), 3, MeshOptions::default());
+    m.run_frames(inputs(&g, "lenet", 4), 60_000.0).unwrap();
+    let st = m.coordinator.status();
+    let json = serde_json::to_value(&st).unwrap();
+    assert_eq!(json["frames"]["done"], 4);
+    assert_eq!(json["peers"].as_array().unwrap().len(), 3);
+    assert!(json["plan"]["render"].as_str().unwrap().contains("fused"));
+    let ps = m.peer(m.peer_ids()[0]).unwrap().status();
+    assert_eq!(ps.tasks.len(), 3);
+    assert!(ps.tasks[0].starts_with("stage 1/3"), "{:?}", ps.tasks);
+    assert_eq!(ps.tasks_run, 12);
+    serde_json::to_string(&ps).unwrap();
+}

@@ -1,0 +1,256 @@
+//! Re-planning: peers dying (closed channel or silent), joining and
+//! drifting mid-stream; local fallback. Every frame completes, in order,
+//! equal to the local run.
+
+mod common;
+
+use common::*;
+use tessera_mesh::Coordinator;
+use tessera_mesh::transport::memory::{MemoryMesh, MeshOptions, PeerSpec};
+
+/// Submits `xs`, runs until `at` results are in, calls `event`, then runs to the end.
+fn stream_with_event(
+    m: &mut MemoryMesh,
+    xs: &[Vec<tessera_graph::Tensor>],
+    at: usize,
+    event: impl FnOnce(&mut MemoryMesh),
+) -> Vec<(u64, Vec<tessera_graph::Tensor>)> {
+    for x in xs {
+        m.submit(x.clone()).unwrap();
+    }
+    let mut got = Vec::new();
+    assert!(m.run_until(
+        |m| {
+            got.extend(m.take_results());
+            got.len() >= at
+        },
+        60_000.0
+    ));
+    event(m);
+    assert!(
+        m.run_until(
+            |m| {
+                got.extend(m.take_results());
+                got.len() >= xs.len()
+            },
+            120_000.0
+        ),
+        "stuck: {:#?}",
+        m.coordinator.status()
+    );
+    got
+}
+
+#[test]
+fn killed_peer_loses_no_frame() {
+    for (model_name, planner) in [("lenet", "hyps"), ("lenet", "deeperthings"), ("lenet", "tessera"), ("mobilenetv2", "dpm")] {
+        let g = model(model_name);
+        let xs = inputs(&g, model_name, 12);
+        let want = reference(&g, &xs);
+        let mut m = mesh(&g, config(model_name, planner), 3, MeshOptions::default());
+        let victim = m.peer_ids()[1];
+        let got = stream_with_event(&mut m, &xs, 3, |m| m.kill(victim));
+        check(&got, &want, &format!("{model_name}/{planner} with a killed peer"));
+        let st = m.coordinator.status();
+        assert_eq!(st.frames.lost, 0);
+        assert_eq!(st.frames.done, 12);
+        assert!(st.peers.iter().any(|p| p.id == victim && p.state == "dead"));
+        let plan = st.plan.as_ref().unwrap();
+        assert!(!plan.members.contains(&format!("peer {victim}")), "the dead peer is still planned on");
+        println!("{model_name}/{planner}: reruns {}, recovery {:?} ms\n{}", st.frames.reruns, st.last_recovery_ms, plan.render);
+    }
+}
+
+#[test]
+fn peer_leaving_with_bye_is_replaced() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 12);
+    let want = reference(&g, &xs);
+    let mut m = mesh(&g, config("lenet", "modnn"), 3, MeshOptions::default());
+    let who = m.peer_ids()[2];
+    let got = stream_with_event(&mut m, &xs, 5, |m| m.leave(who, "tab closed"));
+    check(&got, &want, "peer left with bye");
+    let st = m.coordinator.status();
+    let p = st.peers.iter().find(|p| p.id == who).unwrap();
+    assert_eq!(p.state, "dead");
+    assert!(p.dead_reason.as_deref().unwrap().contains("tab closed"), "{:?}", p.dead_reason);
+    assert_eq!(st.frames.lost, 0);
+}
+
+#[test]
+fn silent_peer_is_found_by_timeout() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 12);
+    let want = reference(&g, &xs);
+    let mut cfg = config("lenet", "hyps");
+    cfg.peer_timeout_ms = 3000.0;
+    let mut m = mesh(&g, cfg, 3, MeshOptions::default());
+    let victim = m.peer_ids()[0];
+    let t0 = m.now();
+    let got = stream_with_event(&mut m, &xs, 3, |m| m.freeze(victim));
+    check(&got, &want, "frozen peer");
+    let st = m.coordinator.status();
+    assert_eq!(st.frames.lost, 0);
+    let p = st.peers.iter().find(|p| p.id == victim).unwrap();
+    assert_eq!(p.state, "dead");
+    assert!(p.dead_reason.as_deref().unwrap().contains("timed out"), "{:?}", p.dead_reason);
+    assert!(m.closed.iter().any(|(id, _)| *id == victim), "the coordinator closes a silent peer");
+    assert!(m.now() - t0 >= 3000.0);
+}
+
+#[test]
+fn all_peers_lost_falls_back_to_local() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 8);
+    let want = reference(&g, &xs);
+    let mut m = mesh(&g, config("lenet", "dpm"), 2, MeshOptions::default());
+    let ids = m.peer_ids();
+    let got = stream_with_event(&mut m, &xs, 2, |m| ids.iter().for_each(|&id| m.kill(id)));
+    check(&got, &want, "every peer killed");
+    let st = m.coordinator.status();
+    assert_eq!(st.phase, "local");
+    assert_eq!(st.frames.lost, 0);
+}
+
+#[test]
+fn no_peers_runs_locally_or_waits() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 4);
+    let want = reference(&g, &xs);
+    // Local fallback (default): a room with no peers still works.
+    let mut m = MemoryMesh::new(Coordinator::new(g.clone(), config("lenet", "tessera")).unwrap(), MeshOptions::default());
+    let got = m.run_frames(xs.clone(), 10_000.0).unwrap();
+    check(&got, &want, "no peers, local fallback");
+    assert_eq!(m.coordinator.status().phase, "local");
+    // Without it, frames wait for a peer.
+    let mut cfg = config("lenet", "tessera");
+    cfg.local_fallback = false;
+    let mut m = MemoryMesh::new(Coordinator::new(g.clone(), cfg).unwrap(), MeshOptions::default());
+    for x in &xs {
+        m.submit(x.clone()).unwrap();
+    }
+    m.run_for(5000.0);
+    assert_eq!(m.results_ready(), 0);
+    assert_eq!(m.coordinator.status().phase, "waiting");
+    m.add_peer(PeerSpec::new("late"));
+    let mut got = Vec::new();
+    assert!(m.run_until(
+        |m| {
+            got.extend(m.take_results());
+            got.len() == 4
+        },
+        60_000.0
+    ));
+    check(&got, &want, "first peer joins late");
+}
+
+#[test]
+fn joining_peer_is_planned_in() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 48);
+    let want = reference(&g, &xs);
+    let mut m = mesh(&g, config("lenet", "hyps"), 2, MeshOptions::default());
+    let before = m.coordinator.status().plan.unwrap();
+    assert_eq!(before.members.len(), 2);
+    let mut joined = 0;
+    let got = stream_with_event(&mut m, &xs, 4, |m| joined = m.add_peer(PeerSpec::new("newcomer")));
+    check(&got, &want, "peer joining mid-stream");
+    let st = m.coordinator.status();
+    let plan = st.plan.as_ref().unwrap();
+    assert!(plan.epoch > before.epoch);
+    assert!(plan.members.contains(&format!("peer {joined}")), "{plan:#?}");
+    let p = st.peers.iter().find(|p| p.id == joined).unwrap();
+    assert_eq!(p.state, "ready");
+    assert!(p.tasks_done > 0, "the newcomer ran tasks");
+    assert!(p.join_to_ready_ms.is_some());
+    assert_eq!(st.frames.lost, 0);
+    assert_eq!(st.frames.reruns, 0, "a graceful re-plan re-runs nothing");
+    println!("join → ready {:?} ms\n{}", p.join_to_ready_ms, plan.render);
+}
+
+#[test]
+fn drift_triggers_a_replan() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 40);
+    let want = reference(&g, &xs);
+    let mut cfg = config("lenet", "tessera");
+    cfg.drift_tasks = 4;
+    let mut m = mesh(&g, cfg, 3, MeshOptions::default());
+    let slow = m.peer_ids()[0];
+    let epoch = m.coordinator.current_plan().unwrap();
+    let got = stream_with_event(&mut m, &xs, 4, |m| m.set_compute_ms(slow, 80.0));
+    check(&got, &want, "drifting peer");
+    let st = m.coordinator.status();
+    assert!(st.plan.as_ref().unwrap().epoch > epoch, "no re-plan after drift");
+    assert!(st.events.iter().any(|e| e.contains("drifted")), "{:#?}", st.events);
+    let p = st.peers.iter().find(|p| p.id == slow).unwrap();
+    assert!(p.speed_factor > 5.0, "the slow peer's profile was not rescaled: {}", p.speed_factor);
+    assert_eq!(st.frames.lost, 0);
+    let plan = st.plan.as_ref().unwrap();
+    assert!(p.tasks.is_empty() && p.state == "idle", "the 80x slower peer is still planned on:\n{}", plan.render);
+    println!("after drift: {}", plan.render);
+}
+
+/// Chaos: peers join, die, freeze, leave and slow down at random while a
+/// stream runs (some peers queue their tasks, as browser peers do); every
+/// frame still completes, in order, equal to the local run.
+#[test]
+fn chaos_keeps_every_frame() {
+    use tessera_graph::rng::Rng;
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 60);
+    let want = reference(&g, &xs);
+    // TESSERA_CHAOS_SEEDS=N runs N seeds (default 4, one per planner).
+    let n: u64 = std::env::var("TESSERA_CHAOS_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let planners = ["tessera", "deeperthings", "modnn", "hyps", "dpm", "deepthings"];
+    for seed in 1..=n {
+        let planner = planners[(seed as usize - 1) % if n <= 4 { 4 } else { planners.len() }];
+        let mut rng = Rng::new(seed);
+        let mut cfg = config("lenet", planner);
+        cfg.peer_timeout_ms = 2000.0;
+        cfg.drift_tasks = 3;
+        let c = Coordinator::new(g.clone(), cfg).unwrap();
+        let mut m = MemoryMesh::new(c, MeshOptions { interleave: Some(seed), ..Default::default() });
+        let spec =
+            |rng: &mut Rng, i: usize| PeerSpec { defer_runs: rng.range(0, 1) == 1, compute_ms: 0.5 + rng.f32() as f64 * 3.0, ..PeerSpec::new(format!("c{i}")) };
+        for i in 0..3 {
+            let s = spec(&mut rng, i);
+            m.add_peer(s);
+        }
+        assert!(m.wait_ready(60_000.0));
+        for x in &xs {
+            m.submit(x.clone()).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut joined = 3;
+        for _ in 0..25 {
+            m.run_for(rng.f32() as f64 * 20.0);
+            got.extend(m.take_results());
+            let ids = m.peer_ids();
+            match rng.range(0, 6) {
+                0 | 1 => {
+                    joined += 1;
+                    let s = spec(&mut rng, joined);
+                    m.add_peer(s);
+                }
+                2 if ids.len() > 1 => m.kill(ids[rng.range(0, ids.len() - 1)]),
+                3 if ids.len() > 1 => m.freeze(ids[rng.range(0, ids.len() - 1)]),
+                4 if !ids.is_empty() => m.leave(ids[rng.range(0, ids.len() - 1)], "bye"),
+                5 if !ids.is_empty() => m.set_compute_ms(ids[rng.range(0, ids.len() - 1)], 40.0),
+                _ => m.replan(),
+            }
+        }
+        let ok = m.run_until(
+            |m| {
+                got.extend(m.take_results());
+                got.len() == xs.len()
+            },
+            600_000.0,
+        );
+        let st = m.coordinator.status();
+        assert!(ok, "{planner}: {} of {} frames; {:#?}", got.len(), xs.len(), st.frames);
+        check(&got, &want, &format!("chaos/{planner}"));
+        assert_eq!(st.frames.lost, 0);
+        println!("chaos/{planner}: {} re-plans, {} re-runs, phase {}, {} live peers", st.replans, st.frames.reruns, st.phase, m.coordinator.live_peers().len());
+    }
+}
