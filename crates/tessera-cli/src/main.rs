@@ -35,6 +35,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Measure this machine into a device profile.
     Profile(cmd::profile::Args),
+    /// Join a room as a native peer.
+    Peer(cmd::peer::Args),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Profile(a) => cmd::profile::run(a),
+        Command::Peer(a) => cmd::peer::run(a),
     };
     if let Err(e) = result {
         // One line: the chain of contexts, outermost first.

@@ -27,6 +27,8 @@
 
 pub mod codec;
 pub mod coordinator;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod msg;

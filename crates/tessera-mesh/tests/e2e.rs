@@ -72,6 +72,24 @@ fn each_peer_receives_only_its_weight_slice() {
     }
 }
 
+/// With `model_secret`, the default planner's replicas (each peer the whole
+/// model) are replaced by a plan that splits the weights.
+#[test]
+fn model_secret_overrides_replicas() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 6);
+    let want = reference(&g, &xs);
+    let mut cfg = config("lenet", "tessera");
+    let plain = mesh(&g, cfg.clone(), 3, MeshOptions::default());
+    let total = plain.coordinator.model_weight_bytes();
+    assert!(plain.coordinator.status().plan.unwrap().weight_bytes.contains(&total), "expected replicas of the whole model");
+    cfg.model_secret = true;
+    let mut m = mesh(&g, cfg, 3, MeshOptions::default());
+    let p = m.coordinator.status().plan.unwrap();
+    assert!(p.weight_bytes.iter().all(|&w| w < total), "{:?} of {total}", p.weight_bytes);
+    check(&m.run_frames(xs, 60_000.0).unwrap(), &want, "model secret");
+}
+
 /// Bytes on the wire per frame vs the plan's prediction (task tensors,
 /// from the same fetch plans `tessera_plan::estimate::bound` charges).
 #[test]

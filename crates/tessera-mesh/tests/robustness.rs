@@ -94,10 +94,10 @@ fn fuzz_reassembler_and_decoder_never_panic() {
             5 => f.extend((0..rng.range(1, 50)).map(|_| rng.next_u64() as u8)),
             _ => {}
         }
-        if let Ok(Some(m)) = r.push(&f, i as f64) {
-            if Msg::decode(m.kind, &m.payload).is_ok() {
-                decoded += 1;
-            }
+        if let Ok(Some(m)) = r.push(&f, i as f64)
+            && Msg::decode(m.kind, &m.payload).is_ok()
+        {
+            decoded += 1;
         }
         if i % 1000 == 0 {
             r.gc(i as f64);

@@ -109,6 +109,24 @@ pub fn memory_per_device(cp: &CostedPlan, devices: usize) -> Vec<f64> {
     w.iter().zip(&work).map(|(a, b)| a + b).collect()
 }
 
+/// Weight bytes each device holds (once, not the packed copy).
+pub fn weights_per_device(cp: &CostedPlan, devices: usize) -> Vec<f64> {
+    let mut w = vec![0.0; devices];
+    for t in cp.stages.iter().flat_map(|s| &s.tasks) {
+        w[t.device] += t.weight_bytes;
+    }
+    w
+}
+
+/// HyPS's model-secret property: no device holds every weight of the model.
+pub fn keeps_model_secret(g: &Graph, plan: &Plan, cluster: &Cluster) -> bool {
+    let total: f64 = (0..g.len()).map(|n| g.node(n).op.weight_bytes() as f64).sum();
+    match cost_plan(g, plan, cluster) {
+        Ok(cp) => weights_per_device(&cp, cluster.len()).iter().all(|&w| w < total * (1.0 - 1e-9)),
+        Err(_) => false,
+    }
+}
+
 /// Fails if some device cannot hold its part of the plan.
 pub fn check_memory(cp: &CostedPlan, cluster: &Cluster) -> Result<()> {
     for (d, need) in memory_per_device(cp, cluster.len()).into_iter().enumerate() {

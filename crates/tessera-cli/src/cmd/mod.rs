@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cost;
 pub mod demo;
 pub mod export;
+pub mod peer;
 pub mod plan;
 pub mod profile;
 pub mod run;

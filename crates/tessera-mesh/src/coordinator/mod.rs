@@ -17,6 +17,7 @@
 //! peer at all it can run the model itself (`local_fallback`).
 
 mod peers;
+mod planning;
 mod plans;
 mod status;
 
@@ -26,21 +27,20 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tessera_graph::{Graph, Tensor};
 use tessera_kernels::{Backend, CpuBackend};
-use tessera_plan::planners::{self, Request};
-use tessera_plan::sim::SimConfig;
-use tessera_plan::{Cluster, Device, DeviceProfile, Link, Plan};
+use tessera_plan::planners;
+use tessera_plan::{DeviceProfile, Plan};
 use tessera_runtime::hub::Dispatch;
-use tessera_runtime::{Hub, PeerTask, Program, RunTask, Runner, TaskDone};
+use tessera_runtime::{RunTask, TaskDone};
 
 use crate::endpoint::{Endpoint, Received};
 use crate::error::{ErrorCode, Result};
-use crate::msg::{LoadPlan, Msg, Welcome, WireTask};
+use crate::msg::{Msg, Welcome};
 use crate::wire::{DEFAULT_CHUNK_BYTES, Limits};
 use crate::{Input, Output, PeerId};
 
 use peers::PeerEntry;
 pub use peers::PeerState;
-use plans::{Active, Traffic};
+use plans::Active;
 pub use plans::{Member, PlanState};
 pub use status::{CoordinatorStatus, DeviceInfo, FrameCounts, PeerInfo, PlanInfo};
 
@@ -89,6 +89,13 @@ pub struct CoordinatorConfig {
     pub limits: Limits,
     /// Seed for planners with randomness.
     pub seed: u64,
+    /// HyPS's model-secret property: with two or more peers, no peer may
+    /// receive the whole model. A plan from the chosen planner that gives
+    /// one peer every weight (replicas, a single device) is replaced by the
+    /// first of `secret_planners` that splits the weights.
+    pub model_secret: bool,
+    /// Fallback planners for `model_secret`, in order.
+    pub secret_planners: Vec<String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -111,6 +118,8 @@ impl Default for CoordinatorConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             limits: Limits::coordinator(),
             seed: 1,
+            model_secret: false,
+            secret_planners: vec!["hyps".into(), "dpm".into(), "deeperthings".into()],
         }
     }
 }
@@ -771,371 +780,6 @@ impl Coordinator {
             {
                 self.ep.send(*pid, &Msg::Unload { plan: epoch }, &mut self.out);
             }
-        }
-    }
-
-    // --------------------------------------------------------- planning
-
-    fn want_replan(&mut self, reason: &str, urgent: bool) {
-        match &mut self.want {
-            Some(w) => {
-                w.urgent |= urgent;
-                if !w.reason.contains(reason) {
-                    w.reason = format!("{}; {reason}", w.reason);
-                }
-            }
-            None => self.want = Some(Want { reason: reason.to_string(), urgent }),
-        }
-    }
-
-    fn candidates(&self) -> Vec<PeerId> {
-        self.peers.values().filter(|p| p.state == PeerState::Live).map(|p| p.id).collect()
-    }
-
-    fn maybe_replan(&mut self) {
-        let work = !self.queue.is_empty() || self.in_flight() > 0;
-        if self.want.is_none() && self.current.is_none() && self.loading.is_none() && work && self.local_fallback_possible() {
-            self.want_replan("no live peers: running on the coordinator", true);
-        }
-        let Some(w) = &self.want else { return };
-        if self.loading.is_some() && !w.urgent {
-            return; // after the plan being shipped is in
-        }
-        if self.current.is_some() && self.plans.values().any(|a| a.state == PlanState::Draining) {
-            // At most one superseded plan at a time (peers hold at most
-            // three: draining, running, loading); it drains within a window.
-            return;
-        }
-        if !w.urgent {
-            let now = self.now;
-            let settling = self.peers.values().any(|p| matches!(p.state, PeerState::Joining | PeerState::Probing) && now - p.joined_ms < self.cfg.settle_ms);
-            if settling {
-                return;
-            }
-        }
-        let w = self.want.take().expect("checked");
-        self.plan_now(&w.reason);
-    }
-
-    fn local_fallback_possible(&self) -> bool {
-        self.cfg.local_fallback && self.candidates().is_empty()
-    }
-
-    /// Builds, ships and (when nothing needs loading) activates a new plan.
-    fn plan_now(&mut self, reason: &str) {
-        let cands = self.candidates();
-        if cands.is_empty() {
-            let work = !self.queue.is_empty() || self.in_flight() > 0;
-            if self.cfg.local_fallback && work {
-                if self.current.is_some_and(|c| self.plans[&c].members == [Member::Local]) {
-                    return; // already running locally
-                }
-                if let Err(e) = self.plan_local(reason) {
-                    self.last_error = Some(format!("local plan: {e}"));
-                    self.event(format!("cannot run locally: {e}; local fallback disabled"));
-                    self.cfg.local_fallback = false;
-                }
-            }
-            return;
-        }
-        let devices: Vec<Device> = cands
-            .iter()
-            .map(|id| {
-                let p = &self.peers[id];
-                Device { name: p.device_name(), profile: p.effective_profile(&self.default_profile), link: p.link() }
-            })
-            .collect();
-        let cluster = Cluster { devices };
-        let members = cands.iter().map(|id| Member::Peer(*id)).collect();
-        let res = self.run_planner(&cluster).and_then(|plan| self.ship(plan, cluster, members, reason));
-        if let Err(e) = res {
-            self.last_error = Some(format!("planner {}: {e}", self.cfg.planner));
-            self.event(format!("planning on the peers failed: {e}"));
-            // Keep the room working: the old plan if it still runs, else the coordinator itself.
-            let work = !self.queue.is_empty() || self.in_flight() > 0;
-            if self.current.is_none()
-                && self.cfg.local_fallback
-                && work
-                && let Err(e) = self.plan_local(&format!("{reason}; planning on the peers failed"))
-            {
-                self.last_error = Some(format!("local plan: {e}"));
-                self.cfg.local_fallback = false;
-            }
-        }
-    }
-
-    fn run_planner(&self, cluster: &Cluster) -> Result<Plan> {
-        let sim = SimConfig { frames: 24, window: self.cfg.window.max(1) };
-        let req = Request { model: &self.cfg.model, graph: &self.graph, cluster, sim, seed: self.cfg.seed, options: &self.cfg.planner_options };
-        let plan = planners::by_name(&self.cfg.planner)?.plan(&req)?;
-        plan.validate(&self.graph, cluster)?;
-        Ok(plan)
-    }
-
-    fn plan_local(&mut self, reason: &str) -> Result<()> {
-        let cluster = Cluster { devices: vec![Device { name: "coordinator".into(), profile: self.default_profile.clone(), link: Link::new(100_000.0, 0.0) }] };
-        let sim = SimConfig { frames: 1, window: 1 };
-        let req = Request { model: &self.cfg.model, graph: &self.graph, cluster: &cluster, sim, seed: self.cfg.seed, options: &[] };
-        let plan = planners::by_name("single")?.plan(&req)?;
-        self.ship(plan, cluster, vec![Member::Local], reason)
-    }
-
-    fn ship(&mut self, plan: Plan, cluster: Cluster, members: Vec<Member>, reason: &str) -> Result<()> {
-        let program = Arc::new(Program::new(self.graph.clone(), &plan)?);
-        let epoch = self.next_epoch;
-        let predicted_ms = plans::predicted_ms(&self.graph, &plan, &cluster);
-        let bound = plans::bound(&self.graph, &plan, &cluster);
-        let mut local = None;
-        let mut loads = Vec::new();
-        let mut weight_bytes = vec![0u64; members.len()];
-        for (d, m) in members.iter().enumerate() {
-            let tasks = PeerTask::for_device(&program, d);
-            weight_bytes[d] = tasks.iter().map(|t| t.weight_bytes() as u64).sum();
-            match m {
-                Member::Local => {
-                    let backend = (self.local_backend)();
-                    local = Some(Runner::new(d, tasks, backend.as_ref())?);
-                }
-                Member::Peer(id) if !tasks.is_empty() => {
-                    let wire: Vec<WireTask> =
-                        tasks.iter().map(|t| WireTask::from_peer_task(t, plans::task_label(&self.graph, &plan, t.stage, t.task))).collect();
-                    let summary = format!("plan {epoch} ({}) for {}: device {d} of {}", plan.planner, plan.model, members.len());
-                    loads.push((*id, LoadPlan { plan: epoch, device: d, summary, tasks: wire }, weight_bytes[d]));
-                }
-                Member::Peer(_) => {}
-            }
-        }
-        self.next_epoch += 1;
-        // A plan being shipped is superseded by this one.
-        if let Some(old) = self.loading.take() {
-            self.drop_plan(old);
-        }
-        let mut pending = BTreeSet::new();
-        for (id, lp, wb) in loads {
-            let bytes = self.ep.send(id, &Msg::LoadPlan(lp), &mut self.out);
-            let p = self.peers.get_mut(&id).expect("candidate");
-            p.plan_wire_bytes += bytes;
-            p.weight_bytes = wb;
-            p.weight_bytes_total += wb;
-            self.weight_bytes_sent += wb;
-            pending.insert(id);
-        }
-        let act = Active {
-            epoch,
-            reason: reason.to_string(),
-            predicted_bytes_per_frame: plans::predicted_bytes_per_frame(&program),
-            hub: Hub::new(program.clone()),
-            plan,
-            cluster,
-            program,
-            members,
-            pending,
-            state: PlanState::Loading,
-            predicted_ms,
-            frames: BTreeSet::new(),
-            local,
-            started_ms: self.now,
-            ready_ms: None,
-            bound,
-            weight_bytes,
-            traffic: Traffic::default(),
-        };
-        let waiting = !act.pending.is_empty();
-        self.plans.insert(epoch, act);
-        self.replans += 1;
-        self.last_reason = Some(reason.to_string());
-        self.event(format!("plan {epoch} ({}) shipped: {reason}", self.cfg.planner));
-        if waiting {
-            self.loading = Some(epoch);
-        } else {
-            self.activate(epoch);
-        }
-        Ok(())
-    }
-
-    /// Every member acked: new frames go to `epoch`; the previous plan drains.
-    fn activate(&mut self, epoch: u32) {
-        let now = self.now;
-        let Some(act) = self.plans.get_mut(&epoch) else { return };
-        act.state = PlanState::Running;
-        act.ready_ms = Some(now);
-        let members = act.members.clone();
-        if self.loading == Some(epoch) {
-            self.loading = None;
-        }
-        for m in &members {
-            if let Member::Peer(id) = m
-                && let Some(p) = self.peers.get_mut(id)
-            {
-                p.ready_ms.get_or_insert(now);
-            }
-        }
-        // Predictions now reflect every live peer's measured speed.
-        for p in self.peers.values_mut() {
-            if p.alive() {
-                p.drift_pending = false;
-                p.drift_streak = 0;
-                p.drift_ratios.clear();
-            }
-        }
-        if let Some(old) = self.current.replace(epoch)
-            && let Some(o) = self.plans.get_mut(&old)
-        {
-            o.state = PlanState::Draining;
-            if o.frames.is_empty() {
-                self.drop_plan(old);
-            }
-        }
-        if let Some(since) = self.recovering_since.take() {
-            self.last_recovery_ms = Some(now - since);
-        }
-        self.event(format!("plan {epoch} running"));
-    }
-
-    // ----------------------------------------------------------- status
-
-    fn plan_info(&self, a: &Active) -> PlanInfo {
-        let t = a.traffic;
-        let per = |b: u64| if t.frames_done > 0 { b as f64 / t.frames_done as f64 } else { 0.0 };
-        PlanInfo {
-            epoch: a.epoch,
-            state: a.state.name(),
-            reason: a.reason.clone(),
-            render: a.plan.render(&self.graph),
-            plan: a.plan.clone(),
-            members: a
-                .members
-                .iter()
-                .map(|m| match m {
-                    Member::Peer(id) => format!("peer {id}"),
-                    Member::Local => "coordinator".into(),
-                })
-                .collect(),
-            devices: a
-                .cluster
-                .devices
-                .iter()
-                .map(|d| DeviceInfo {
-                    name: d.name.clone(),
-                    profile: d.profile.name.clone(),
-                    conv_gflop_ms: d.profile.op_ms(tessera_plan::OpClass::Conv, 1e9),
-                    mbps: d.link.mbps,
-                    latency_ms: d.link.latency_ms,
-                })
-                .collect(),
-            weight_bytes: a.weight_bytes.clone(),
-            predicted_ips: a.bound.map(|b| b.ips),
-            predicted_latency_ms: a.bound.map(|b| b.latency_ms),
-            predicted_bytes_per_frame: a.predicted_bytes_per_frame,
-            frames_done: t.frames_done,
-            tensor_bytes_per_frame: per(t.run_tensor + t.done_tensor),
-            wire_bytes_per_frame: per(t.run_wire + t.done_wire),
-            load_ms: a.ready_ms.map(|r| r - a.started_ms),
-        }
-    }
-
-    /// A serialisable snapshot for dashboards, the CLI and tests.
-    pub fn status(&self) -> CoordinatorStatus {
-        let now = self.now;
-        let cur = self.current.and_then(|e| self.plans.get(&e));
-        let loading = self.loading.and_then(|e| self.plans.get(&e));
-        let peers = self
-            .peers
-            .values()
-            .map(|p| {
-                let in_cur = cur.and_then(|a| a.device_of(p.id));
-                let tasks: Vec<String> = match (cur, in_cur) {
-                    (Some(a), Some(d)) => a
-                        .program
-                        .stages
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(s, st)| st.tasks.iter().enumerate().filter(move |(_, t)| t.device == d).map(move |(k, _)| (s, k)))
-                        .map(|(s, k)| plans::task_label(&self.graph, &a.plan, s, k))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let state = match p.state {
-                    PeerState::Joining => "joining",
-                    PeerState::Probing => "probing",
-                    PeerState::Dead => "dead",
-                    PeerState::Live if loading.is_some_and(|a| a.pending.contains(&p.id)) => "loading",
-                    PeerState::Live if !tasks.is_empty() => "ready",
-                    PeerState::Live => "idle",
-                };
-                let n = p.tasks_done.max(1) as f64;
-                PeerInfo {
-                    id: p.id,
-                    name: p.name.clone(),
-                    backend: p.backend.clone(),
-                    agent: p.agent.clone(),
-                    caps: p.caps.clone(),
-                    state,
-                    dead_reason: p.dead_reason.clone(),
-                    profile: p.profile.as_ref().map_or_else(|| format!("{} (default)", self.default_profile.name), |q| q.name.clone()),
-                    speed_factor: p.speed,
-                    rtt_ms: p.rtt_ms,
-                    mbps: p.mbps,
-                    device: in_cur,
-                    tasks,
-                    tasks_done: p.tasks_done,
-                    in_flight: p.in_flight,
-                    compute_last_ms: p.compute_last_ms,
-                    compute_avg_ms: p.compute_total_ms / n,
-                    predicted_avg_ms: p.predicted_total_ms / n,
-                    utilisation: p.utilisation(now),
-                    drift_streak: p.drift_streak,
-                    weight_bytes: p.weight_bytes,
-                    weight_bytes_total: p.weight_bytes_total,
-                    plan_wire_bytes: p.plan_wire_bytes,
-                    tensor_bytes_out: p.tensor_bytes_out,
-                    tensor_bytes_in: p.tensor_bytes_in,
-                    link: self.ep.counters(p.id),
-                    join_to_ready_ms: p.ready_ms.map(|r| r - p.joined_ms),
-                }
-            })
-            .collect();
-        let (ips, latency_ms) = match (self.completions.front(), self.completions.back()) {
-            (Some(a), Some(b)) if self.completions.len() >= 2 && b.0 > a.0 => {
-                let n = self.completions.len();
-                ((n - 1) as f64 * 1000.0 / (b.0 - a.0), self.completions.iter().map(|c| c.1).sum::<f64>() / n as f64)
-            }
-            _ => (0.0, self.completions.iter().map(|c| c.1).sum::<f64>() / self.completions.len().max(1) as f64),
-        };
-        let phase = match (cur, loading) {
-            (Some(a), _) if a.members == [Member::Local] => "local",
-            (Some(_), _) => "running",
-            (None, Some(_)) => "loading",
-            (None, None) => "waiting",
-        };
-        CoordinatorStatus {
-            role: "coordinator",
-            model: self.cfg.model.clone(),
-            planner: self.cfg.planner.clone(),
-            now_ms: now,
-            phase,
-            plan: cur.map(|a| self.plan_info(a)),
-            loading: loading.map(|a| self.plan_info(a)),
-            draining: self.plans.values().filter(|a| a.state == PlanState::Draining).map(|a| a.epoch).collect(),
-            peers,
-            frames: FrameCounts {
-                submitted: self.submitted,
-                done: self.done,
-                delivered: self.delivered,
-                in_flight: self.in_flight() as u64,
-                queued: self.queue.len() as u64,
-                lost: self.lost,
-                reruns: self.reruns,
-            },
-            ips,
-            latency_ms,
-            replans: self.replans,
-            last_replan_reason: self.last_reason.clone(),
-            last_recovery_ms: self.last_recovery_ms,
-            model_weight_bytes: self.model_weight_bytes,
-            weight_bytes_sent: self.weight_bytes_sent,
-            last_error: self.last_error.clone(),
-            events: self.events.iter().cloned().collect(),
         }
     }
 }

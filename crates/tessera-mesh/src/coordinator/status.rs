@@ -4,6 +4,9 @@
 use serde::Serialize;
 use tessera_plan::Plan;
 
+use super::Coordinator;
+use super::peers::PeerState;
+use super::plans::{self, Active, Member, PlanState};
 use crate::PeerId;
 use crate::endpoint::LinkCounters;
 
@@ -179,4 +182,151 @@ pub struct FrameCounts {
     pub lost: u64,
     /// Frame restarts after a member of their plan was lost.
     pub reruns: u64,
+}
+
+impl Coordinator {
+    fn plan_info(&self, a: &Active) -> PlanInfo {
+        let t = a.traffic;
+        let per = |b: u64| if t.frames_done > 0 { b as f64 / t.frames_done as f64 } else { 0.0 };
+        PlanInfo {
+            epoch: a.epoch,
+            state: a.state.name(),
+            reason: a.reason.clone(),
+            render: a.plan.render(&self.graph),
+            plan: a.plan.clone(),
+            members: a
+                .members
+                .iter()
+                .map(|m| match m {
+                    Member::Peer(id) => format!("peer {id}"),
+                    Member::Local => "coordinator".into(),
+                })
+                .collect(),
+            devices: a
+                .cluster
+                .devices
+                .iter()
+                .map(|d| DeviceInfo {
+                    name: d.name.clone(),
+                    profile: d.profile.name.clone(),
+                    conv_gflop_ms: d.profile.op_ms(tessera_plan::OpClass::Conv, 1e9),
+                    mbps: d.link.mbps,
+                    latency_ms: d.link.latency_ms,
+                })
+                .collect(),
+            weight_bytes: a.weight_bytes.clone(),
+            predicted_ips: a.bound.map(|b| b.ips),
+            predicted_latency_ms: a.bound.map(|b| b.latency_ms),
+            predicted_bytes_per_frame: a.predicted_bytes_per_frame,
+            frames_done: t.frames_done,
+            tensor_bytes_per_frame: per(t.run_tensor + t.done_tensor),
+            wire_bytes_per_frame: per(t.run_wire + t.done_wire),
+            load_ms: a.ready_ms.map(|r| r - a.started_ms),
+        }
+    }
+
+    /// A serialisable snapshot for dashboards, the CLI and tests.
+    pub fn status(&self) -> CoordinatorStatus {
+        let now = self.now;
+        let cur = self.current.and_then(|e| self.plans.get(&e));
+        let loading = self.loading.and_then(|e| self.plans.get(&e));
+        let peers = self
+            .peers
+            .values()
+            .map(|p| {
+                let in_cur = cur.and_then(|a| a.device_of(p.id));
+                let tasks: Vec<String> = match (cur, in_cur) {
+                    (Some(a), Some(d)) => a
+                        .program
+                        .stages
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(s, st)| st.tasks.iter().enumerate().filter(move |(_, t)| t.device == d).map(move |(k, _)| (s, k)))
+                        .map(|(s, k)| plans::task_label(&self.graph, &a.plan, s, k))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let state = match p.state {
+                    PeerState::Joining => "joining",
+                    PeerState::Probing => "probing",
+                    PeerState::Dead => "dead",
+                    PeerState::Live if loading.is_some_and(|a| a.pending.contains(&p.id)) => "loading",
+                    PeerState::Live if !tasks.is_empty() => "ready",
+                    PeerState::Live => "idle",
+                };
+                let n = p.tasks_done.max(1) as f64;
+                PeerInfo {
+                    id: p.id,
+                    name: p.name.clone(),
+                    backend: p.backend.clone(),
+                    agent: p.agent.clone(),
+                    caps: p.caps.clone(),
+                    state,
+                    dead_reason: p.dead_reason.clone(),
+                    profile: p.profile.as_ref().map_or_else(|| format!("{} (default)", self.default_profile.name), |q| q.name.clone()),
+                    speed_factor: p.speed,
+                    rtt_ms: p.rtt_ms,
+                    mbps: p.mbps,
+                    device: in_cur,
+                    tasks,
+                    tasks_done: p.tasks_done,
+                    in_flight: p.in_flight,
+                    compute_last_ms: p.compute_last_ms,
+                    compute_avg_ms: p.compute_total_ms / n,
+                    predicted_avg_ms: p.predicted_total_ms / n,
+                    utilisation: p.utilisation(now),
+                    drift_streak: p.drift_streak,
+                    weight_bytes: p.weight_bytes,
+                    weight_bytes_total: p.weight_bytes_total,
+                    plan_wire_bytes: p.plan_wire_bytes,
+                    tensor_bytes_out: p.tensor_bytes_out,
+                    tensor_bytes_in: p.tensor_bytes_in,
+                    link: self.ep.counters(p.id),
+                    join_to_ready_ms: p.ready_ms.map(|r| r - p.joined_ms),
+                }
+            })
+            .collect();
+        let (ips, latency_ms) = match (self.completions.front(), self.completions.back()) {
+            (Some(a), Some(b)) if self.completions.len() >= 2 && b.0 > a.0 => {
+                let n = self.completions.len();
+                ((n - 1) as f64 * 1000.0 / (b.0 - a.0), self.completions.iter().map(|c| c.1).sum::<f64>() / n as f64)
+            }
+            _ => (0.0, self.completions.iter().map(|c| c.1).sum::<f64>() / self.completions.len().max(1) as f64),
+        };
+        let phase = match (cur, loading) {
+            (Some(a), _) if a.members == [Member::Local] => "local",
+            (Some(_), _) => "running",
+            (None, Some(_)) => "loading",
+            (None, None) => "waiting",
+        };
+        CoordinatorStatus {
+            role: "coordinator",
+            model: self.cfg.model.clone(),
+            planner: self.cfg.planner.clone(),
+            now_ms: now,
+            phase,
+            plan: cur.map(|a| self.plan_info(a)),
+            loading: loading.map(|a| self.plan_info(a)),
+            draining: self.plans.values().filter(|a| a.state == PlanState::Draining).map(|a| a.epoch).collect(),
+            peers,
+            frames: FrameCounts {
+                submitted: self.submitted,
+                done: self.done,
+                delivered: self.delivered,
+                in_flight: self.in_flight() as u64,
+                queued: self.queue.len() as u64,
+                lost: self.lost,
+                reruns: self.reruns,
+            },
+            ips,
+            latency_ms,
+            replans: self.replans,
+            last_replan_reason: self.last_reason.clone(),
+            last_recovery_ms: self.last_recovery_ms,
+            model_weight_bytes: self.model_weight_bytes,
+            weight_bytes_sent: self.weight_bytes_sent,
+            last_error: self.last_error.clone(),
+            events: self.events.iter().cloned().collect(),
+        }
+    }
 }

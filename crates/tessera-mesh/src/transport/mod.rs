@@ -6,11 +6,14 @@
 //!   end-to-end tests.
 //! - [`signal`]: the signaling protocol of `tessera serve` (all targets).
 //! - `native`: WebRTC data channels from Rust (str0m), native only.
+//! - `web`: WebRTC data channels in the browser (web-sys), wasm32 only.
 
 pub mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod signal;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 /// A reliable, ordered, message-oriented channel set (one per peer).
 pub trait Transport {

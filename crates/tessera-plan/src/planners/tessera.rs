@@ -17,6 +17,9 @@
 //!    model (for windows > 1 frames in flight the links work in parallel).
 //! 4. **The papers' plans** (every baseline that plans in milliseconds).
 //!
+//! With the option `secret=1`, only candidates where no device holds the
+//! whole model are kept (the mesh's model-secret mode).
+//!
 //! Every candidate is priced by the discrete-event simulator under the
 //! request's stream settings; the best is refined by moving rows from
 //! devices the simulation shows busiest, and returned. Because the papers'
@@ -201,8 +204,14 @@ impl Planner for Tessera {
                 candidates.push(plan);
             }
         }
+        // `secret=1`: only plans where no device holds the whole model (HyPS's
+        // model-secret property), as the mesh asks for.
+        if req.option("secret", 0.0)? > 0.0 && cl.len() > 1 {
+            candidates.retain(|p| crate::estimate::keeps_model_secret(g, p, cl));
+        }
         let (mut best, mut eval) = best_of(g, cl, req.sim, candidates).ok_or_else(|| PlanError::Infeasible("no plan fits these devices' memory".into()))?;
         for _ in 0..3 {
+            // Rebalancing rows never moves weights, so the secret is kept.
             match best_of(g, cl, req.sim, refine(req, &best)) {
                 Some((p, e)) if e.ips > eval.ips * 1.0001 => {
                     best = p;
