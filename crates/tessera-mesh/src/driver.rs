@@ -40,8 +40,17 @@ const TICK: Duration = Duration::from_millis(20);
 /// Runs a peer until `stop` is set or the mesh closes. The peer answers
 /// every coordinator that connects (one at a time).
 pub fn run_peer(mesh: &NativeMesh, peer: &mut Peer, stop: &AtomicBool, clock: &dyn Fn() -> f64) -> Result<(), NativeError> {
+    run_peer_until(mesh, peer, stop, &AtomicBool::new(false), clock)
+}
+
+/// Like [`run_peer`]; setting `kill` drops out at once without a goodbye,
+/// as a crashed or unplugged device would.
+pub fn run_peer_until(mesh: &NativeMesh, peer: &mut Peer, stop: &AtomicBool, kill: &AtomicBool, clock: &dyn Fn() -> f64) -> Result<(), NativeError> {
     let mut last_tick = f64::NEG_INFINITY;
     while !stop.load(Ordering::Relaxed) {
+        if kill.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let ev = match mesh.recv_timeout(TICK) {
             Ok(ev) => ev,
             Err(NativeError::Closed(_)) => return Ok(()),
@@ -141,6 +150,7 @@ impl CoordinatorLoop {
 pub struct PeerThread {
     pub name: String,
     stop: Arc<AtomicBool>,
+    kill: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
 
@@ -149,16 +159,25 @@ impl PeerThread {
     /// state machine there (backends are not `Send`).
     pub fn spawn(url: String, name: String, make: Box<dyn FnOnce() -> Peer + Send>) -> PeerThread {
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, n) = (stop.clone(), name.clone());
+        let kill = Arc::new(AtomicBool::new(false));
+        let (s, k, n) = (stop.clone(), kill.clone(), name.clone());
         let handle = std::thread::spawn(move || {
             let mesh = NativeMesh::join(&url, crate::transport::native::NativeConfig::new(crate::transport::signal::Role::Peer, n)).map_err(|e| e.to_string())?;
             let mut peer = make();
             let clock = clock();
-            let r = run_peer(&mesh, &mut peer, &s, &*clock).map_err(|e| e.to_string());
+            let r = run_peer_until(&mesh, &mut peer, &s, &k, &*clock).map_err(|e| e.to_string());
             mesh.close();
             r
         });
-        PeerThread { name, stop, handle: Some(handle) }
+        PeerThread { name, stop, kill, handle: Some(handle) }
+    }
+
+    /// Kills the peer: its connections drop without a goodbye.
+    pub fn kill(mut self) {
+        self.kill.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 
     /// Stops the peer (it says Bye) and waits for its thread.
