@@ -104,9 +104,14 @@ fn balanced_groups(req: &Request, us: &[Unit], order: &[usize], m: usize, split_
     let g = req.graph;
     let n = us.len();
     let cl = req.cluster;
+    let need = |a: usize, b: usize| -> f64 { info[a..b].iter().map(|i| 2.0 * i.weight_bytes).sum::<f64>() + info[a..b].iter().map(|i| i.peak_bytes).fold(0.0, f64::max) };
     let lat = |a: usize, b: usize, d: usize| -> f64 {
         let p = &cl.devices[d].profile;
         let link = &cl.devices[d].link;
+        // Step 1's memory check, per device: a group must fit where it runs.
+        if need(a, b) > p.usable_bytes() {
+            return f64::INFINITY;
+        }
         let inb = if a == 0 { super::common::input_bytes(g) } else { info[a - 1].out_bytes };
         (a..b).map(|u| unit_ms(g, &us[u], p)).sum::<f64>() + link.transfer_ms(inb, 0.0) + link.transfer_ms(info[b - 1].out_bytes, 0.0)
     };
@@ -171,7 +176,7 @@ fn balanced_groups(req: &Request, us: &[Unit], order: &[usize], m: usize, split_
     for d in order.iter().copied().filter(|d| !used.contains(d)) {
         let slowest = groups
             .iter_mut()
-            .filter(|gr| !gr.split)
+            .filter(|gr| !gr.split && need(gr.a, gr.b) <= cl.devices[d].profile.usable_bytes())
             .max_by(|x, y| (lat(x.a, x.b, x.devices[0]) / x.devices.len() as f64).total_cmp(&(lat(y.a, y.b, y.devices[0]) / y.devices.len() as f64)));
         if let Some(gr) = slowest {
             gr.devices.push(d);
