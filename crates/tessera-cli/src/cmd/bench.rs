@@ -1,5 +1,5 @@
 //! `tessera bench cpu|gpu`: Tessera's latency per model next to a reference
-//! runtime (onnxruntime for CPU) measured in the same run on the same
+//! runtime (onnxruntime for CPU, PyTorch on the same GPU for GPU) measured in the same run on the same
 //! machine, and their ratio. Speed targets live here, never in tests.
 
 use std::collections::BTreeMap;
@@ -53,13 +53,11 @@ struct Row {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if a.target == "gpu" {
-        bail!("the GPU backend is not built yet (tessera-gpu); use `tessera bench cpu`");
-    }
     if a.threads == 0 || a.runs == 0 {
         bail!("--threads and --runs must be at least 1");
     }
-    let backend = CpuBackend::new(a.threads);
+    let gpu = a.target == "gpu";
+    let backend: Box<dyn Backend> = if gpu { gpu_backend()? } else { Box::new(CpuBackend::new(a.threads)) };
     let mut out = BTreeMap::new();
     for name in a.models.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let g = crate::model::load_optimized(name)?;
@@ -102,7 +100,11 @@ pub fn run(a: Args) -> Result<()> {
                 println!("  {:<28} {:<18} {:>9.3} ms {:>5.1}% {:>8.1} GFLOP/s", n.name, tessera_graph::cost::op_label(&n.op), m, 100.0 * m / total, gf);
             }
         }
-        let reference = if a.no_reference { None } else { Some(reference_ms(name, a.threads, a.runs)) };
+        let reference = match (a.no_reference, gpu) {
+            (true, _) => None,
+            (false, true) => Some(torch_reference_ms(name, a.runs)),
+            (false, false) => Some(reference_ms(name, a.threads, a.runs)),
+        };
         let (reference_ms, reference) = match reference {
             Some(Ok((ms, who))) => (Some(ms), Some(who)),
             Some(Err(e)) => {
@@ -174,4 +176,42 @@ fn reference_ms(name: &str, threads: usize, runs: usize) -> Result<(f64, String)
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("bad reference output")?;
         Ok((v["ms"].as_f64().context("no ms")?, v["reference"].as_str().unwrap_or("onnxruntime").to_string()))
     }
+}
+
+/// The GPU backend for `bench gpu` (no CPU fallback: a benchmark of the
+/// GPU must not quietly measure something else). `TESSERA_GPU_F16=1`
+/// benchmarks f16 weights; `WGPU_ADAPTER_NAME` picks the adapter.
+fn gpu_backend() -> Result<Box<dyn Backend>> {
+    let gpu = tessera_gpu::GpuBackend::new(tessera_gpu::GpuOptions::from_env()).context("tessera bench gpu needs a GPU adapter")?;
+    eprintln!("GPU: {} ({}{})", gpu.adapter_name(), gpu.api(), if gpu.f16() { ", f16 weights" } else { "" });
+    if gpu.is_software() {
+        eprintln!("note: {} is a software rasteriser: these figures show the path works, they are not GPU speed", gpu.adapter_name());
+    }
+    Ok(Box::new(gpu))
+}
+
+/// Median latency of zoo model `name` in PyTorch on this machine's GPU
+/// (CUDA if available), via its ONNX export and `tools/torch_bench.py`.
+/// The interpreter is `TESSERA_TORCH_PYTHON`, else `python3`.
+fn torch_reference_ms(name: &str, runs: usize) -> Result<(f64, String)> {
+    let g = crate::model::load(name)?;
+    let dir = std::env::temp_dir().join(format!("tessera-bench-gpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let model = dir.join(format!("{name}.onnx"));
+    let script = dir.join("torch_bench.py");
+    std::fs::write(&model, tessera_onnx::export(&g))?;
+    std::fs::write(&script, include_str!("../../../../tools/torch_bench.py"))?;
+    let py = std::env::var_os("TESSERA_TORCH_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let out = Command::new(&py).arg(&script).arg(&model).arg(runs.to_string()).output().with_context(|| format!("cannot start {}", py.display()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No module named 'torch'") {
+            bail!("PyTorch is not importable by {} (set TESSERA_TORCH_PYTHON): Tessera's figures only", py.display());
+        }
+        bail!("{}", err.lines().last().unwrap_or("pytorch failed"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("bad reference output")?;
+    Ok((v["ms"].as_f64().context("no ms")?, v["reference"].as_str().unwrap_or("pytorch").to_string()))
 }

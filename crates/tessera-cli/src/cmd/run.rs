@@ -1,5 +1,5 @@
 //! `tessera run MODEL --input in.npy --output out.npy
-//! [--planner NAME --devices SPEC | --plan plan.json]`: one inference, on
+//! [--planner NAME --devices SPEC | --plan plan.json] [--backend cpu|gpu]`: one inference, on
 //! one device or split across in-process workers (one thread per device,
 //! the mesh's task and merge code).
 
@@ -34,6 +34,25 @@ pub struct Args {
     /// Execute a plan written by `tessera plan --output`.
     #[arg(long)]
     plan: Option<PathBuf>,
+    /// Kernels to run on: `gpu` uses the wgpu backend (falling back to the
+    /// CPU, with a note on stderr, where it cannot).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    backend: String,
+}
+
+/// The backend of every device: the CPU kernels with `threads` threads,
+/// or the GPU (shared by all devices of a split run) with CPU fallback.
+fn backend_factory(kind: &str, threads: usize) -> tessera_runtime::local::BackendFactory {
+    if kind == "gpu" {
+        let (be, reason) = tessera_gpu::backend_or_cpu(tessera_gpu::GpuOptions::from_env(), threads);
+        match reason {
+            Some(r) => eprintln!("note: GPU not used ({r}); running on the CPU"),
+            None => eprintln!("backend: {}", be.name()),
+        }
+        Arc::new(move |_| Box::new(be.clone()) as Box<dyn Backend>)
+    } else {
+        Arc::new(move |_| Box::new(CpuBackend::new(threads)) as Box<dyn Backend>)
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -64,12 +83,13 @@ pub fn run(a: Args) -> Result<()> {
     };
     let out = match plan {
         None => {
-            let backend = a.threads.map_or_else(CpuBackend::default, CpuBackend::new);
+            let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let backend = backend_factory(&a.backend, threads)(0);
             backend.compile(&g)?.run(&inputs)?.remove(0)
         }
         Some(p) => {
             let threads = a.threads.unwrap_or(1);
-            let mut ex = LocalExecutor::new(g.clone(), &p, Arc::new(move |_| Box::new(CpuBackend::new(threads)) as Box<dyn Backend>))?;
+            let mut ex = LocalExecutor::new(g.clone(), &p, backend_factory(&a.backend, threads))?;
             ex.run(inputs)?.remove(0)
         }
     };

@@ -1,0 +1,98 @@
+//! Convolution: a tiled implicit GEMM (`conv_gemm.wgsl`) for most layers,
+//! with B read as vec4 straight from the feature map for pointwise layers,
+//! and a direct kernel (`conv_direct.wgsl`) for depthwise convolutions and
+//! others with few channels per group, where GEMM tiles would be mostly
+//! padding. Bias, a fused residual and the activation run in the epilogue.
+
+use tessera_graph::op::Conv;
+
+use super::{elems, grid_for, Cx, Dispatch, Params, Src};
+use crate::pipelines::{GemmB, Shader};
+
+/// GEMM tile depth and width (fixed by the shader).
+const BK: usize = 16;
+const BN: usize = 64;
+
+/// Plans a convolution of input `x` into `y`; `residual`: the step's second
+/// input is added before the activation.
+pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool) -> Result<Vec<Dispatch>, String> {
+    let (&[n, ci, h, w], &[_, oc, oh, ow]) = (x, y) else {
+        return Err(format!("expected NCHW tensors, got {x:?} -> {y:?}"));
+    };
+    elems(x)?;
+    elems(y)?;
+    let g = c.groups;
+    let (icg, ocg) = (ci / g, oc / g);
+    let [kh, kw] = c.kernel();
+    let k = icg * kh * kw;
+    let bias = cx.bias(c.bias.as_ref(), oc)?;
+    let res = if residual { Src::Input(1) } else { Src::Dummy };
+    if ocg < 8 || k < 8 {
+        return direct(cx, c, x, y, bias, res);
+    }
+    // Rows per invocation: large tiles for wide layers, smaller when the
+    // grid would otherwise be too small to fill a GPU.
+    let cols = (n * oh * ow).div_ceil(BN);
+    let mut tm = 8usize;
+    while tm > 1 && (8 * tm >= ocg || (tm > 2 && ocg.div_ceil(16 * tm) * cols * g < 256)) {
+        tm /= 2;
+    }
+    let bm = 16 * tm;
+    let (kp, mp) = (k.div_ceil(BK) * BK, ocg.div_ceil(bm) * bm);
+    let weights = cx.weights(&c.weight, &format!("gemm/{g}/{mp}"), g * kp * mp, || {
+        // [oc][k] row-major -> [group][Kp][Mp], zero-padded.
+        let src = c.weight.data();
+        let mut t = vec![0.0f32; g * kp * mp];
+        for gi in 0..g {
+            for m in 0..ocg {
+                let row = &src[(gi * ocg + m) * k..(gi * ocg + m + 1) * k];
+                for (kk, v) in row.iter().enumerate() {
+                    t[(gi * kp + kk) * mp + m] = *v;
+                }
+            }
+        }
+        t
+    })?;
+    let pointwise = kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4] && (h * w) % 4 == 0;
+    let (mode, ktab) = if pointwise {
+        (GemmB::Pointwise, Src::Dummy)
+    } else {
+        let mut tab = Vec::with_capacity(4 * k);
+        for kk in 0..k {
+            let (cin, r) = (kk / (kh * kw), kk % (kh * kw));
+            let (dy, dx) = ((r / kw) * c.dilation[0], (r % kw) * c.dilation[1]);
+            tab.extend([(cin * h * w + dy * w + dx) as i32, dy as i32, dx as i32, 0]);
+        }
+        (GemmB::Im2col, cx.table(&tab)?)
+    };
+    let mut p = Params::new();
+    p.u(0, ocg)?.u(1, n * oh * ow)?.u(2, k)?.u(3, mp / 4)?.u(4, kp)?;
+    p.u(5, ci)?.u(6, h)?.u(7, w)?.u(8, oh)?.u(9, ow)?.u(10, c.stride[0])?.u(11, c.stride[1])?;
+    p.i(12, c.pads[0] as i64)?.i(13, c.pads[1] as i64)?.u(14, icg)?.u(15, oc)?.u(16, residual as usize)?;
+    p.act(17, c.act).u(20, 0)?.u(21, h * w)?.u(22, oh * ow)?;
+    let groups = [cols, mp / bm, g];
+    if groups.iter().any(|&v| v > 65535) {
+        return Err(format!("grid {groups:?} exceeds the per-axis workgroup limit"));
+    }
+    Ok(vec![Dispatch {
+        shader: Shader::ConvGemm { b: mode, tm: tm as u32 },
+        params: p,
+        reads: vec![Src::Input(0), weights, bias, ktab, res],
+        groups: [groups[0] as u32, groups[1] as u32, groups[2] as u32],
+    }])
+}
+
+/// The direct kernel: one invocation per output element.
+fn direct(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], bias: Src, res: Src) -> Result<Vec<Dispatch>, String> {
+    let (ci, h, w) = (x[1], x[2], x[3]);
+    let (oc, oh, ow) = (y[1], y[2], y[3]);
+    let [kh, kw] = c.kernel();
+    let weights = cx.weights(&c.weight, "direct", c.weight.numel(), || c.weight.data().to_vec())?;
+    let total = elems(y)?;
+    let mut p = Params::new();
+    p.u(0, total)?.u(1, ci)?.u(2, h)?.u(3, w)?.u(4, oc)?.u(5, oh)?.u(6, ow)?.u(7, kh)?.u(8, kw)?;
+    p.u(9, c.stride[0])?.u(10, c.stride[1])?.u(11, c.dilation[0])?.u(12, c.dilation[1])?;
+    p.i(13, c.pads[0] as i64)?.i(14, c.pads[1] as i64)?.u(15, ci / c.groups)?.u(16, oc / c.groups)?;
+    p.u(17, (res != Src::Dummy) as usize)?.act(18, c.act);
+    Ok(vec![Dispatch { shader: Shader::ConvDirect, params: p, reads: vec![Src::Input(0), weights, bias, res], groups: grid_for(total, 64)? }])
+}

@@ -1,0 +1,133 @@
+//! Zoo models on the GPU against the CPU backend, as the runtime compiles
+//! them (after `passes::optimize`). The small ones run by default; the
+//! large ones (minutes on a software rasteriser) are `#[ignore]`d:
+//! `cargo test --release -p tessera-gpu --test models -- --include-ignored`.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use common::{check, inputs_for};
+use tessera_graph::rng::Rng;
+use tessera_graph::{passes, zoo, Tensor};
+use tessera_gpu::{backend_or_cpu, GpuBackend, GpuOptions};
+use tessera_kernels::{Backend, KernelError};
+
+const TOL: f32 = 1e-3;
+
+fn model(gpu: &GpuBackend, name: &str) {
+    let g = passes::optimize(&zoo::build(name).unwrap()).unwrap();
+    let x = inputs_for(&g, &mut Rng::new(42));
+    let t = std::time::Instant::now();
+    let d = check(gpu, &g, &x, TOL, name);
+    eprintln!("{name}: relative error {d:.2e} ({:.1} s incl. CPU reference)", t.elapsed().as_secs_f64());
+}
+
+/// The trained LeNet classifies the bundled MNIST digits exactly as the
+/// CPU backend does, unoptimised and optimised.
+#[test]
+fn lenet_matches_cpu_on_mnist() {
+    let gpu = gpu_or_skip!();
+    let digits = zoo::test_digits().unwrap();
+    let raw = zoo::build("lenet").unwrap();
+    for g in [raw.clone(), passes::optimize(&raw).unwrap()] {
+        let mut exe = gpu.compile(&g).unwrap();
+        let mut cpu = common::cpu().compile(&g).unwrap();
+        let mut correct = 0;
+        for d in digits.iter().take(64) {
+            let x = std::slice::from_ref(&d.image);
+            let (a, b) = (exe.run(x).unwrap().remove(0), cpu.run(x).unwrap().remove(0));
+            assert!(a.max_rel_diff(&b) <= TOL);
+            assert_eq!(a.argmax(), b.argmax());
+            correct += (a.argmax() == d.label as usize) as usize;
+        }
+        assert!(correct >= 60, "{correct}/64 digits right");
+    }
+}
+
+#[test]
+fn mobilenetv2() {
+    let gpu = gpu_or_skip!();
+    model(&gpu, "mobilenetv2");
+}
+
+#[test]
+fn yolov2_tiny() {
+    let gpu = gpu_or_skip!();
+    model(&gpu, "yolov2-tiny");
+}
+
+#[test]
+fn alexnet() {
+    let gpu = gpu_or_skip!();
+    model(&gpu, "alexnet");
+}
+
+#[test]
+fn resnet50() {
+    let gpu = gpu_or_skip!();
+    model(&gpu, "resnet50");
+}
+
+#[test]
+#[ignore = "slow on a software GPU (vgg16 ~31 GFLOP)"]
+fn vgg16() {
+    let gpu = gpu_or_skip!();
+    model(&gpu, "vgg16");
+}
+
+#[test]
+#[ignore = "slow on a software GPU (yolov2 ~35 GFLOP)"]
+fn yolov2() {
+    let gpu = gpu_or_skip!();
+    model(&gpu, "yolov2");
+}
+
+/// f16 weights, where the adapter has shader-f16: close to the CPU (f32)
+/// within the looser tolerance the f16 path promises.
+#[test]
+fn f16_weights_stay_accurate() {
+    let Some(_) = common::gpu() else { return };
+    let gpu = GpuBackend::new(GpuOptions { f16: true, ..Default::default() }).unwrap();
+    if !gpu.f16() {
+        eprintln!("SKIP: adapter has no shader-f16");
+        return;
+    }
+    for name in ["lenet", "mobilenetv2"] {
+        let g = passes::optimize(&zoo::build(name).unwrap()).unwrap();
+        let x = inputs_for(&g, &mut Rng::new(7));
+        let d = check(&gpu, &g, &x, 2e-2, &format!("{name} f16"));
+        eprintln!("{name} f16 weights: relative error {d:.2e}");
+        assert!(d > 0.0);
+    }
+}
+
+/// No adapter → the CPU backend with a reason; a lost device → the graph
+/// moves to the CPU and still gives the right answer.
+#[test]
+fn fallbacks_to_cpu() {
+    let Some(_) = common::gpu() else { return };
+    let (be, reason) = backend_or_cpu(GpuOptions { adapter_name: Some("no-such-gpu".into()), ..Default::default() }, 1);
+    assert!(be.gpu().is_none());
+    let reason = reason.expect("a reason");
+    assert!(reason.contains("no GPU adapter matching 'no-such-gpu'"), "{reason}");
+    assert!(be.name().starts_with("cpu"));
+
+    let (be, reason) = backend_or_cpu(GpuOptions::default(), 1);
+    assert!(reason.is_none(), "{reason:?}");
+    let g = zoo::build("lenet").unwrap();
+    let x = vec![Tensor::full(g.input_shape(), 0.5)];
+    let mut exe = be.compile(&g).unwrap();
+    let before = exe.run(&x).unwrap();
+    be.gpu().unwrap().simulate_device_loss();
+    let after = exe.run(&x).unwrap(); // falls back to the CPU
+    assert!(after[0].max_rel_diff(&before[0]) <= TOL);
+    let notes = be.notes();
+    assert!(notes.iter().any(|n| n.contains("running it on the CPU")), "{notes:?}");
+    // A plain GPU executable reports the lost device as a Device error.
+    let gpu = be.gpu().unwrap();
+    match gpu.compile(&g).and_then(|mut e| e.run(&x)) {
+        Err(KernelError::Device { .. }) => {}
+        other => panic!("expected a device error, got {:?}", other.map(|_| ())),
+    }
+}
