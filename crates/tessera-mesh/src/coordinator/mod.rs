@@ -492,9 +492,12 @@ impl Coordinator {
                     && p.state == PeerState::Probing
                 {
                     let rtt = p.rtt_ms.unwrap_or(0.0);
-                    // Serialisation time of the probe: total minus one round trip.
-                    let transfer_ms = (now - sent - rtt).max(n as f64 * 8.0 / 1e8);
-                    p.mbps = Some((bytes.min(n as u64) as f64 * 8.0 / (transfer_ms * 1e3)).clamp(0.01, 100_000.0));
+                    // Serialisation time of the probe: total minus one round
+                    // trip — the smallest one seen, since a peer busy joining
+                    // answers its first pings late — and never credited with
+                    // more than 10 Gbit/s.
+                    let transfer_ms = (now - sent - p.rtt_min_ms.unwrap_or(0.0)).max(n as f64 * 8.0 / 1e7);
+                    p.mbps = Some((bytes.min(n as u64) as f64 * 8.0 / (transfer_ms * 1e3)).clamp(0.01, 10_000.0));
                     p.state = PeerState::Live;
                     let msg = format!("peer {from} profiled: rtt {:.2} ms, {:.0} Mbit/s", rtt, p.mbps.unwrap_or(0.0));
                     let name = p.name.clone();

@@ -38,6 +38,8 @@ pub(crate) struct PeerEntry {
     pub ready_ms: Option<f64>,
     pub last_heard_ms: f64,
     pub rtt_ms: Option<f64>,
+    /// Smallest RTT seen: the link's own delay, free of busy-peer noise.
+    pub rtt_min_ms: Option<f64>,
     pub mbps: Option<f64>,
     pub ping_seq: u32,
     pub pings: HashMap<u32, f64>,
@@ -80,6 +82,7 @@ impl PeerEntry {
             ready_ms: None,
             last_heard_ms: now,
             rtt_ms: None,
+            rtt_min_ms: None,
             mbps: None,
             ping_seq: 0,
             pings: HashMap::new(),
@@ -116,6 +119,7 @@ impl PeerEntry {
     /// Records an RTT sample (exponentially smoothed).
     pub fn rtt_sample(&mut self, ms: f64) {
         let ms = ms.max(0.0);
+        self.rtt_min_ms = Some(self.rtt_min_ms.map_or(ms, |m| m.min(ms)));
         self.rtt_ms = Some(match self.rtt_ms {
             None => ms,
             Some(r) => 0.7 * r + 0.3 * ms,
