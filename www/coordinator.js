@@ -32,6 +32,23 @@ function imageDataOf(source, w, h) {
   return ctx.getImageData(0, 0, w, h);
 }
 
+// Photographs bundled in www/samples/ (public domain / CC0; see its README).
+const SAMPLES = ["astronaut", "cat", "coffee", "rocket"];
+let sampleCursor = 0;
+const sampleBlobs = new Map();
+
+async function submitSample() {
+  const name = SAMPLES[sampleCursor++ % SAMPLES.length];
+  if (!sampleBlobs.has(name)) {
+    const r = await fetch(`/samples/${name}.jpg`);
+    if (!r.ok) throw new Error(`sample ${name}: HTTP ${r.status}`);
+    sampleBlobs.set(name, await r.blob());
+  }
+  const bmp = await createImageBitmap(sampleBlobs.get(name));
+  const d = imageDataOf(bmp, bmp.width, bmp.height);
+  return app.submit_rgba(new Uint8Array(d.data.buffer), bmp.width, bmp.height, "photo " + name, undefined);
+}
+
 async function submitFile() {
   if (!files.length) throw new Error("choose image files first");
   const f = files[fileCursor++ % files.length];
@@ -56,7 +73,9 @@ async function submit(n) {
   if (src === "mnist") return app.submit_mnist(n);
   if (src === "synthetic") return app.submit_synthetic(n);
   for (let i = 0; i < n; i++) {
-    if (src === "files") await submitFile(); else submitCamera();
+    if (src === "photos") await submitSample();
+    else if (src === "files") await submitFile();
+    else submitCamera();
   }
 }
 
@@ -87,6 +106,7 @@ function onSource() {
   const note = {
     mnist: "the first 1000 MNIST test digits, bundled in the wasm binary",
     synthetic: "procedurally generated ImageNet-style images: no real photographs are bundled, so classes are arbitrary (zoo weights are seeded, except LeNet's)",
+    photos: "four bundled photographs (astronaut, cat, coffee, rocket; public domain / CC0), resized to the model's input",
     files: "",
     camera: "",
   }[src];
