@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use tessera_graph::half::f32_to_f16;
+
 use tessera_graph::Tensor;
 use wgpu::util::DeviceExt;
 
@@ -66,79 +68,5 @@ impl WeightCache {
         let b = Arc::new(make());
         entries.push(Entry { source: Arc::downgrade(source), layout: layout.to_string(), buffer: Arc::downgrade(&b) });
         b
-    }
-}
-
-/// IEEE 754 binary16 bits of `x`, rounded to nearest even.
-pub(crate) fn f32_to_f16(x: f32) -> u16 {
-    let b = x.to_bits();
-    let sign = ((b >> 16) & 0x8000) as u16;
-    let exp = ((b >> 23) & 0xff) as i32;
-    let man = b & 0x7f_ffff;
-    if exp == 0xff {
-        // Inf / NaN (keep NaN quiet).
-        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        // Subnormal half (or zero).
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let rest = m & ((1 << shift) - 1);
-        let mut h = m >> shift;
-        if rest > half || (rest == half && h & 1 == 1) {
-            h += 1;
-        }
-        return sign | h as u16;
-    }
-    let mut h = ((e as u32) << 10) | (man >> 13);
-    let rest = man & 0x1fff;
-    if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) {
-        h += 1; // may carry into the exponent: still correct (up to inf)
-    }
-    sign | h as u16
-}
-
-/// The f32 value of binary16 bits (for tests).
-#[cfg(test)]
-pub(crate) fn f16_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let e = ((h >> 10) & 0x1f) as i32;
-    let m = (h & 0x3ff) as f32;
-    sign * match e {
-        0 => m * 2f32.powi(-24),
-        0x1f => {
-            if m == 0.0 {
-                f32::INFINITY
-            } else {
-                f32::NAN
-            }
-        }
-        _ => (1.0 + m / 1024.0) * 2f32.powi(e - 15),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn f16_round_trip_is_within_half_an_ulp() {
-        for &x in &[0.0f32, 1.0, -1.0, 0.1, 2.71, 65504.0, 1e-5, -2.5e-6, 6.1e-5, 1234.5678] {
-            let y = f16_to_f32(f32_to_f16(x));
-            let tol = x.abs() * (1.0 / 2048.0) + 2f32.powi(-25);
-            assert!((x - y).abs() <= tol, "{x} -> {y}");
-        }
-        assert_eq!(f32_to_f16(1.0), 0x3c00);
-        assert_eq!(f32_to_f16(-2.0), 0xc000);
-        assert_eq!(f32_to_f16(1e6), 0x7c00);
-        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
     }
 }

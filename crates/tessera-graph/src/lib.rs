@@ -8,6 +8,7 @@
 pub mod cost;
 pub mod error;
 pub mod graph;
+pub mod half;
 pub mod npy;
 pub mod op;
 pub mod passes;

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use tessera_graph::half::{f16_to_f32, f32_to_f16};
+
 use tessera_graph::op::broadcast;
 use tessera_graph::tensor::strides;
 use tessera_graph::Tensor;
@@ -246,67 +248,6 @@ pub fn wrap_int(x: i64, ty: i32) -> i64 {
     }
 }
 
-/// IEEE half → f32.
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = if exp == 0 {
-        if man == 0 {
-            sign
-        } else {
-            // Subnormal: normalise.
-            let mut e = 127 - 15 + 1;
-            let mut m = man;
-            while m & 0x400 == 0 {
-                m <<= 1;
-                e -= 1;
-            }
-            sign | ((e as u32) << 23) | ((m & 0x3ff) << 13)
-        }
-    } else if exp == 0x1f {
-        sign | 0x7f80_0000 | (man << 13)
-    } else {
-        sign | ((exp + 127 - 15) << 23) | (man << 13)
-    };
-    f32::from_bits(bits)
-}
-
-/// f32 → IEEE half, round to nearest even.
-pub fn f32_to_f16(f: f32) -> u16 {
-    let x = f.to_bits();
-    let sign = ((x >> 16) & 0x8000) as u16;
-    let exp = ((x >> 23) & 0xff) as i32;
-    let man = x & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let mut r = m >> shift;
-        let rem = m & ((1 << shift) - 1);
-        if rem > half || (rem == half && r & 1 == 1) {
-            r += 1;
-        }
-        return sign | r as u16;
-    }
-    let mut r = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
-        r += 1;
-    }
-    sign | r as u16
-}
-
 /// Decodes an ONNX tensor into a constant, checking dims, lengths and limits.
 pub fn from_proto(t: &TensorProto, lim: &Limits) -> Result<Const, String> {
     let ty = t.data_type.unwrap_or(0);
@@ -482,15 +423,6 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize], lim: &Limits) -> Result<Vec<us
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_floats_round_trip() {
-        for v in [0.0f32, 1.0, -2.5, 65504.0, 6.1035156e-5, 5.9604645e-8, 0.33325195] {
-            assert_eq!(f16_to_f32(f32_to_f16(v)), v, "{v}");
-        }
-        assert!(f16_to_f32(f32_to_f16(1e9)).is_infinite());
-        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
-    }
 
     #[test]
     fn broadcast_and_transpose_indices() {
