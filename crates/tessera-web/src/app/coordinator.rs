@@ -5,7 +5,7 @@
 //! `rows(from)`.
 
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -14,7 +14,7 @@ use tessera_mesh::transport::signal::Role;
 use tessera_mesh::transport::web::{MeshInfo, WebConfig, WebMesh};
 use wasm_bindgen::prelude::*;
 
-use super::{Interval, Scheduler, carry_out, js_err, perf_now, to_json};
+use super::{Interval, Scheduler, carry_out, drive, js_err, perf_now, to_json};
 use crate::session::{ModelSource, Session, SessionConfig, SessionStatus, load_model};
 
 /// Tick period, ms.
@@ -112,26 +112,12 @@ impl CoordinatorApp {
 
     /// Joins the room of `url` as its coordinator.
     pub fn start(&self, url: String) -> Result<(), JsValue> {
-        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&self.rc);
         let mut s = self.rc.borrow_mut();
         if s.mesh.is_some() {
             return Err(js_err("already started"));
         }
         let mesh = WebMesh::join(&url, WebConfig::new(Role::Coordinator, s.name.clone())).map_err(js_err)?;
-        let w = weak.clone();
-        let sched = Rc::new(Scheduler::new(Rc::new(move || {
-            if let Some(rc) = w.upgrade() {
-                pump(&rc);
-            }
-        }))?);
-        let sc = sched.clone();
-        mesh.set_waker(Rc::new(move || sc.schedule()));
-        let w = weak;
-        let interval = Interval::new(TICK_MS, move || {
-            if let Some(rc) = w.upgrade() {
-                tick(&rc);
-            }
-        })?;
+        let (sched, interval) = drive(&self.rc, &mesh, TICK_MS, pump, tick)?;
         s.mesh = Some(mesh);
         s.sched = Some(sched);
         s.interval = Some(interval);

@@ -70,6 +70,33 @@ impl Scheduler {
     }
 }
 
+/// The loop both pages run: `on_wake` whenever the mesh has news (posted as
+/// a task, so the page stays responsive), `on_tick` every `tick_ms`, for as
+/// long as `app` is alive (the callbacks hold it weakly).
+pub(crate) fn drive<T: 'static>(
+    app: &Rc<std::cell::RefCell<T>>,
+    mesh: &tessera_mesh::transport::web::WebMesh,
+    tick_ms: i32,
+    on_wake: fn(&Rc<std::cell::RefCell<T>>),
+    on_tick: fn(&Rc<std::cell::RefCell<T>>),
+) -> Result<(Rc<Scheduler>, Interval), JsValue> {
+    let w = Rc::downgrade(app);
+    let sched = Rc::new(Scheduler::new(Rc::new(move || {
+        if let Some(rc) = w.upgrade() {
+            on_wake(&rc);
+        }
+    }))?);
+    let sc = sched.clone();
+    mesh.set_waker(Rc::new(move || sc.schedule()));
+    let w = Rc::downgrade(app);
+    let interval = Interval::new(tick_ms, move || {
+        if let Some(rc) = w.upgrade() {
+            on_tick(&rc);
+        }
+    })?;
+    Ok((sched, interval))
+}
+
 /// A `setInterval` that is cleared when dropped.
 pub(crate) struct Interval {
     handle: i32,

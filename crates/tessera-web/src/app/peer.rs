@@ -3,7 +3,7 @@
 //! profile("quick")` → `start(location.href)` → poll `status()`.
 
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use serde::Serialize;
 use tessera_kernels::Backend;
@@ -16,7 +16,7 @@ use tessera_runtime::profile::{ProfileConfig, measure};
 use wasm_bindgen::prelude::*;
 
 use super::backend::{self, Choice};
-use super::{Interval, Scheduler, carry_out, js_err, perf_now, sleep_ms, to_json};
+use super::{Interval, Scheduler, carry_out, drive, js_err, perf_now, sleep_ms, to_json};
 use crate::view::{ProfileRow, profile_rows};
 
 /// Longest stretch of tasks run before yielding to the browser, ms.
@@ -146,7 +146,6 @@ impl PeerApp {
     /// Joins the room of `url` (the page's own URL: `?room=R&token=T`) and
     /// starts serving tasks.
     pub fn start(&self, url: String) -> Result<(), JsValue> {
-        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&self.rc);
         let mut s = self.rc.borrow_mut();
         if s.peer.is_some() {
             return Err(js_err("already started"));
@@ -168,20 +167,7 @@ impl PeerApp {
         cfg.defer_runs = true;
         let peer = Peer::new(cfg, backend, Box::new(perf_now));
         let mesh = WebMesh::join(&url, WebConfig::new(Role::Peer, s.name.clone())).map_err(js_err)?;
-        let w = weak.clone();
-        let sched = Rc::new(Scheduler::new(Rc::new(move || {
-            if let Some(rc) = w.upgrade() {
-                work(&rc);
-            }
-        }))?);
-        let sc = sched.clone();
-        mesh.set_waker(Rc::new(move || sc.schedule()));
-        let w = weak;
-        let interval = Interval::new(TICK_MS, move || {
-            if let Some(rc) = w.upgrade() {
-                tick(&rc);
-            }
-        })?;
+        let (sched, interval) = drive(&self.rc, &mesh, TICK_MS, work, tick)?;
         s.peer = Some(peer);
         s.mesh = Some(mesh);
         s.sched = Some(sched);
