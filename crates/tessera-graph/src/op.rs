@@ -621,6 +621,38 @@ fn infer_conv(c: &Conv, x: &[usize]) -> Result<Vec<usize>, String> {
     }
 }
 
+/// The loop nest of a broadcast `a ∘ b`: the output shape, and its dims
+/// merged where both operands step contiguously, outermost first, as
+/// `(extent, stride of a, stride of b)` with stride 0 where an operand is
+/// broadcast. Never empty. Every backend's binary kernel walks this.
+pub fn broadcast_dims(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, Vec<(usize, usize, usize)>), String> {
+    let out = broadcast(a, b)?;
+    let rank = out.len();
+    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, rank - s.len()).chain(s.iter().copied()).collect() };
+    let (pa, pb) = (pad(a), pad(b));
+    let (sa, sb) = (crate::tensor::strides(&pa), crate::tensor::strides(&pb));
+    let mut dims: Vec<(usize, usize, usize)> = Vec::new();
+    for d in 0..rank {
+        if out[d] == 1 {
+            continue;
+        }
+        let da = if pa[d] == 1 { 0 } else { sa[d] };
+        let db = if pb[d] == 1 { 0 } else { sb[d] };
+        if let Some(last) = dims.last_mut() {
+            // Merge when both operands step over the new dim contiguously.
+            if last.1 == da * out[d] && last.2 == db * out[d] {
+                *last = (last.0 * out[d], da, db);
+                continue;
+            }
+        }
+        dims.push((out[d], da, db));
+    }
+    if dims.is_empty() {
+        dims.push((1, 0, 0));
+    }
+    Ok((out, dims))
+}
+
 /// NumPy multidirectional broadcast of two shapes.
 pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let rank = a.len().max(b.len());
@@ -659,6 +691,17 @@ mod tests {
         assert_eq!(broadcast(&[1, 3, 4, 4], &[3, 1, 1]).unwrap(), vec![1, 3, 4, 4]);
         assert_eq!(broadcast(&[2, 1], &[1, 5]).unwrap(), vec![2, 5]);
         assert!(broadcast(&[2, 3], &[4]).is_err());
+    }
+
+    #[test]
+    fn broadcast_dims_merge_contiguous_axes() {
+        // [2,3,4] + [3,1]: b broadcasts over the last axis and the first.
+        let (out, dims) = broadcast_dims(&[2, 3, 4], &[3, 1]).unwrap();
+        assert_eq!(out, vec![2, 3, 4]);
+        assert_eq!(dims, vec![(2, 12, 0), (3, 4, 1), (4, 1, 0)]);
+        // Same shapes collapse to one flat dim.
+        assert_eq!(broadcast_dims(&[2, 3], &[2, 3]).unwrap().1, vec![(6, 1, 1)]);
+        assert_eq!(broadcast_dims(&[], &[]).unwrap().1, vec![(1, 0, 0)]);
     }
 
     #[test]

@@ -3,8 +3,7 @@
 //! padded to a common rank, size-1 dims dropped, neighbours both operands
 //! walk contiguously merged, as the CPU backend does).
 
-use tessera_graph::op::{broadcast, BatchNorm};
-use tessera_graph::tensor::strides;
+use tessera_graph::op::{broadcast_dims, BatchNorm};
 use tessera_graph::{Activation, BinaryOp};
 
 use super::{elems, grid_for, Cx, Dispatch, Params, Src};
@@ -49,31 +48,8 @@ fn binary_code(op: BinaryOp) -> usize {
 
 /// Broadcast `a ∘ b`.
 pub(crate) fn binary(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<Dispatch>, String> {
-    let out = broadcast(a, b)?;
+    let (out, dims) = broadcast_dims(a, b)?;
     let total = elems(&out)?;
-    let rank = out.len();
-    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, rank - s.len()).chain(s.iter().copied()).collect() };
-    let (pa, pb) = (pad(a), pad(b));
-    let (sa, sb) = (strides(&pa), strides(&pb));
-    let mut dims: Vec<(usize, usize, usize)> = Vec::new();
-    for d in 0..rank {
-        if out[d] == 1 {
-            continue;
-        }
-        let da = if pa[d] == 1 { 0 } else { sa[d] };
-        let db = if pb[d] == 1 { 0 } else { sb[d] };
-        if let Some(last) = dims.last_mut()
-            && last.1 == da * out[d]
-            && last.2 == db * out[d]
-        {
-            *last = (last.0 * out[d], da, db);
-            continue;
-        }
-        dims.push((out[d], da, db));
-    }
-    if dims.is_empty() {
-        dims.push((1, 0, 0));
-    }
     if dims.len() > MAX_DIMS {
         return Err(format!("broadcast of {a:?} and {b:?} needs {} dimensions (at most {MAX_DIMS})", dims.len()));
     }

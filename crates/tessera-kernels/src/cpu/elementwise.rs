@@ -5,8 +5,7 @@
 //! is one of four vectorisable forms (tensor∘tensor, tensor∘scalar,
 //! scalar∘tensor, scalar∘scalar).
 
-use tessera_graph::op::broadcast;
-use tessera_graph::tensor::strides;
+use tessera_graph::op::broadcast_dims;
 use tessera_graph::{Activation, BinaryOp};
 
 use super::conv::apply_act;
@@ -82,30 +81,7 @@ pub(crate) struct BinaryPlan {
 
 impl BinaryPlan {
     pub(crate) fn new(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<BinaryPlan, String> {
-        let out = broadcast(a, b)?;
-        let rank = out.len();
-        let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, rank - s.len()).chain(s.iter().copied()).collect() };
-        let (pa, pb) = (pad(a), pad(b));
-        let (sa, sb) = (strides(&pa), strides(&pb));
-        let mut dims: Vec<(usize, usize, usize)> = Vec::new();
-        for d in 0..rank {
-            if out[d] == 1 {
-                continue;
-            }
-            let da = if pa[d] == 1 { 0 } else { sa[d] };
-            let db = if pb[d] == 1 { 0 } else { sb[d] };
-            if let Some(last) = dims.last_mut() {
-                // Merge when both operands step over the new dim contiguously.
-                if last.1 == da * out[d] && last.2 == db * out[d] {
-                    *last = (last.0 * out[d], da, db);
-                    continue;
-                }
-            }
-            dims.push((out[d], da, db));
-        }
-        if dims.is_empty() {
-            dims.push((1, 0, 0));
-        }
+        let (out, dims) = broadcast_dims(a, b)?;
         Ok(BinaryPlan { op, dims, len: out.iter().product() })
     }
 
