@@ -1,5 +1,5 @@
 // The peer page: glue between the DOM and tessera-web's PeerApp (wasm).
-// URL: ?room=R&token=T [&name=N] [&profile=quick|fast|none] [&gpu=0]
+// URL: ?room=R&token=T [&name=N] [&profile=quick|fast|none] [&gpu=0|1|auto]
 import init, { PeerApp, capabilities, qr_svg } from "/pkg/tessera_web.js";
 import { $, esc, bytes, ms, num, bar, joinUrl, coordinatorUrl } from "./common.js";
 
@@ -67,10 +67,11 @@ function render(app) {
     <dt>model</dt><dd>${esc(p.model || "–")}</dd>
     <dt>plan</dt><dd>${p.plan != null ? "#" + p.plan + (p.plans_held.length > 1 ? " (holding " + p.plans_held.join(", ") + ")" : "") : "–"}</dd>
     <dt>weights held</dt><dd>${bytes(p.weight_bytes)} <span class="muted">(only this device's slice)</span></dd>
-    <dt>received</dt><dd>${bytes(p.plan_bytes_received)} of plans · ${bytes(p.link.bytes_in)} in / ${bytes(p.link.bytes_out)} out</dd>`;
+    <dt>received</dt><dd>${bytes(p.plan_bytes_received)} of plans · ${bytes(p.link.bytes_in)} in / ${bytes(p.link.bytes_out)} out</dd>
+    <dt>computing on</dt><dd>${esc(p.backend)}${p.backend_notes.length ? '<br><span class="err">' + p.backend_notes.map(esc).join("<br>") + "</span>" : ""}</dd>`;
   $("#tasks").innerHTML = p.tasks.length ? p.tasks.map((t) => `<li>${esc(t)}</li>`).join("") : '<li class="muted">none: waiting for a plan</li>';
   $("#queue").innerHTML = `
-    <div><b class="big">${p.queue}</b><span>queued</span></div>
+    <div><b class="big">${p.queue}${p.in_flight ? " + " + p.in_flight : ""}</b><span>queued${p.in_flight ? " + on the GPU" : ""}</span></div>
     <div><b class="big">${p.tasks_run}</b><span>tasks run</span></div>
     <div><b class="big">${num(p.mean_latency_ms, 2)}</b><span>mean ms / task</span></div>
     <div><b class="big">${link ? bytes(link.buffered) : "–"}</b><span>send buffer</span></div>`;
@@ -101,7 +102,7 @@ async function main() {
   window.tessera.app = app;
   setState("choosing backend");
   const gpuInfo = await adapterInfo();
-  const choice = JSON.parse(await app.init_backend(q.get("gpu") !== "0"));
+  const choice = JSON.parse(await app.init_backend(q.get("gpu") ?? "auto"));
   deviceCard(caps, choice, gpuInfo);
   const mode = q.get("profile") || "quick";
   setState("profiling", "warn");

@@ -171,7 +171,10 @@ async function scenario(browser, url, origin) {
   for (let i = 1; i <= BROWSER_PEERS; i++) {
     const name = `tab-${i}`;
     opened[name] = Date.now();
-    peers.push(await openPage(browser, origin, `${url}&name=${name}&profile=fast`, name));
+    // tab-1 computes on WebGPU (SwiftShader: gpu=1 forces a software
+    // adapter; its profile would keep it out of the plan, so it announces none).
+    const extra = i === 1 ? "&gpu=1&profile=none" : "&profile=fast";
+    peers.push(await openPage(browser, origin, `${url}&name=${name}${extra}`, name));
   }
   let native = null;
   if (nativePeerSupported()) {
@@ -219,6 +222,16 @@ async function scenario(browser, url, origin) {
   figures.match = { frames: FRAMES_MATCH, worst_rel_diff: s1.totals.worst_rel_diff, accuracy: s1.totals.correct / s1.totals.labelled, ips: c1.ips, latency_ms: c1.latency_ms, local_ms_per_frame: s1.totals.local_ms_avg };
   if (c1.plan) {
     figures.bytes = { predicted_per_frame: c1.plan.predicted_bytes_per_frame, tensor_per_frame: c1.plan.tensor_bytes_per_frame, wire_per_frame: c1.plan.wire_bytes_per_frame, wire_over_predicted: c1.plan.wire_bytes_per_frame / Math.max(1, c1.plan.predicted_bytes_per_frame) };
+  }
+
+  // The WebGPU tab: chose WebGPU, the coordinator knows, and it computed.
+  {
+    const gst = await status(peers[0]);
+    const cp = c1.peers.find((p) => p.name === peers[0].name);
+    check(gst.backend && gst.backend.kind === "webgpu", `${peers[0].name} computes on WebGPU: ${gst.backend && gst.backend.note}`);
+    check(cp && cp.backend.startsWith("gpu "), `the coordinator sees ${peers[0].name}'s backend as ${cp && cp.backend}`);
+    check(gst.peer && gst.peer.tasks_run > 0 && gst.peer.in_flight === 0, `${peers[0].name} ran ${gst.peer && gst.peer.tasks_run} tasks on WebGPU (${gst.peer && gst.peer.mean_latency_ms.toFixed(2)} ms each), none left in flight`);
+    figures.webgpu_peer = { name: peers[0].name, backend: cp && cp.backend, tasks_run: gst.peer && gst.peer.tasks_run, mean_task_ms: gst.peer && gst.peer.mean_latency_ms };
   }
 
   // Per-task round trip: single frames, one at a time (no queueing): the

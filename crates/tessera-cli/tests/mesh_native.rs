@@ -73,3 +73,70 @@ fn lenet_over_webrtc_survives_a_killed_peer() {
         let _ = p.stop();
     }
 }
+
+/// A native peer computing on the GPU (wgpu; Mesa's lavapipe in CI) whose
+/// device is lost mid-stream: its tasks move to its CPU, the coordinator is
+/// told (`Backend` message) and shows it, and no frame is lost or wrong.
+/// Skipped without a GPU adapter unless `TESSERA_REQUIRE_GPU=1`.
+#[test]
+fn gpu_peer_losing_its_device_keeps_serving() {
+    let (gpu, reason) = tessera_gpu::backend_or_cpu(tessera_gpu::GpuOptions::default(), 1);
+    let Some(device) = gpu.gpu().cloned() else {
+        assert!(!tessera_gpu::gpu_required(), "no usable GPU: {reason:?}");
+        eprintln!("skipped: no usable GPU ({reason:?})");
+        return;
+    };
+    let server = serve::start(ServeConfig { port: 0, root: serve::default_root(), log: false, ..Default::default() }).unwrap();
+    let g = Arc::new(passes::optimize(&zoo::build("lenet").unwrap()).unwrap());
+    let digits = zoo::test_digits().unwrap();
+    let inputs: Vec<Tensor> = digits[..80].iter().map(|d| d.image.clone()).collect();
+    let mut exe = CpuBackend::new(1).compile(&g).unwrap();
+    let local: Vec<Tensor> = inputs.iter().map(|x| exe.run(std::slice::from_ref(x)).unwrap().remove(0)).collect();
+
+    let gpu_peer = PeerThread::spawn(server.url.clone(), "gpu-peer".into(), Box::new(move || Peer::new(PeerConfig::new("gpu-peer"), Box::new(gpu), clock())));
+    let cpu_peer = peer(&server.url, 1);
+    let mesh = NativeMesh::join(&server.url, NativeConfig::new(Role::Coordinator, "test")).unwrap();
+    let cfg = CoordinatorConfig { model: "lenet".into(), planner: "modnn".into(), window: 4, ..Default::default() };
+    let mut lp = CoordinatorLoop::new(mesh, Coordinator::new(g.clone(), cfg).unwrap());
+    assert!(lp.wait_ready(2, Duration::from_secs(60)).unwrap(), "peers never became ready");
+    let st = lp.coordinator.status();
+    let gp = st.peers.iter().find(|p| p.name == "gpu-peer").expect("the GPU peer joined");
+    assert!(gp.backend.starts_with("gpu "), "{}", gp.backend);
+    assert!(!gp.tasks.is_empty(), "the GPU peer has no work:\n{}", st.plan.as_ref().map_or("", |p| p.render.as_str()));
+
+    for x in &inputs {
+        lp.submit(vec![x.clone()]).unwrap();
+    }
+    let mut outs = Vec::new();
+    let mut lost = false;
+    let t = Instant::now();
+    while outs.len() < inputs.len() {
+        assert!(t.elapsed() < Duration::from_secs(120), "stream stalled at {} frames", outs.len());
+        lp.pump(Duration::from_millis(5)).unwrap();
+        outs.extend(lp.coordinator.take_results().into_iter().map(|(f, mut o)| (f, o.remove(0))));
+        if outs.len() >= 20 && !lost {
+            device.simulate_device_loss();
+            lost = true;
+        }
+    }
+    // The note travels after the task that noticed the loss; wait for it.
+    let t = Instant::now();
+    while !lp.coordinator.status().events.iter().any(|e| e.contains("now computes on")) && t.elapsed() < Duration::from_secs(10) {
+        lp.pump(Duration::from_millis(5)).unwrap();
+    }
+    let st = lp.coordinator.status();
+    for (i, (f, o)) in outs.iter().enumerate() {
+        assert_eq!(*f as usize, i, "results out of order");
+        assert!(o.max_rel_diff(&local[i]) <= 1e-4, "frame {i} differs from the local run");
+    }
+    assert_eq!(st.frames.lost, 0);
+    let gp = st.peers.iter().find(|p| p.name == "gpu-peer").unwrap();
+    assert_ne!(gp.state, "dead", "the GPU peer was dropped: {:?}", gp.dead_reason);
+    assert!(gp.backend.ends_with("(GPU lost)"), "the coordinator still shows {:?}", gp.backend);
+    let ev: Vec<&String> = st.events.iter().filter(|e| e.contains("gpu-peer")).collect();
+    assert!(ev.iter().any(|e| e.contains("lost")), "{ev:#?}");
+    println!("GPU peer after the loss: {}; events: {ev:#?}", gp.backend);
+    lp.close("done");
+    let _ = gpu_peer.stop();
+    let _ = cpu_peer.stop();
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tessera_graph::{Graph, NodeId, Tensor};
-use tessera_kernels::{Clock, Executable, KernelError, NodeTiming};
+use tessera_kernels::{Clock, Executable, KernelError, NodeTiming, RunFuture};
 
 use crate::device::{device_error, f32_bytes, read_back_async, GpuContext, PoppedScopes};
 
@@ -234,6 +234,10 @@ impl GpuExecutable {
 }
 
 impl Executable for GpuExecutable {
+    fn run_async<'a>(&'a mut self, inputs: &'a [Tensor]) -> RunFuture<'a> {
+        Box::pin(GpuExecutable::run_async(self, inputs))
+    }
+
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, KernelError> {
         #[cfg(not(target_arch = "wasm32"))]
         {

@@ -4,11 +4,11 @@
 //! on a device that gives wrong results. The reason for a fallback is a
 //! one-line string for the coordinator.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tessera_graph::rng::Rng;
 use tessera_graph::{Activation, Conv, Dense, Graph, Op, Pool, Tensor};
-use tessera_kernels::{Backend, CpuBackend, Executable, KernelError};
+use tessera_kernels::{Backend, CpuBackend, Executable, KernelError, RunFuture};
 
 use crate::{GpuBackend, GpuExecutable, GpuOptions};
 
@@ -80,31 +80,11 @@ impl Selected {
     }
 
     /// Compiles for the selected backend (async: GPU device errors are
-    /// awaited in the browser).
-    pub async fn compile_async(&self, graph: &Graph) -> Result<AnyExecutable, KernelError> {
+    /// awaited in the browser); run it with `Executable::run_async`.
+    pub async fn compile_async(&self, graph: &Graph) -> Result<Box<dyn Executable>, KernelError> {
         match self {
-            Selected::Gpu(g) => Ok(AnyExecutable::Gpu(g.compile_async(graph).await?)),
-            Selected::Cpu { cpu, .. } => Ok(AnyExecutable::Cpu(cpu.compile(graph)?)),
-        }
-    }
-}
-
-/// A compiled graph on either backend, with one async run for both (what
-/// the browser peer holds).
-#[allow(clippy::large_enum_variant)] // one per compiled graph: size is irrelevant
-pub enum AnyExecutable {
-    /// On the GPU.
-    Gpu(GpuExecutable),
-    /// On the CPU backend.
-    Cpu(Box<dyn Executable>),
-}
-
-impl AnyExecutable {
-    /// Runs the graph (awaiting the GPU's read-back in the browser).
-    pub async fn run_async(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, KernelError> {
-        match self {
-            AnyExecutable::Gpu(e) => e.run_async(inputs).await,
-            AnyExecutable::Cpu(e) => e.run(inputs),
+            Selected::Gpu(g) => Ok(Box::new(g.compile_async(graph).await?)),
+            Selected::Cpu { cpu, .. } => cpu.compile(graph),
         }
     }
 }
@@ -137,77 +117,98 @@ async fn try_gpu(opts: GpuOptions, cpu: &CpuBackend) -> Result<GpuBackend, Strin
 pub fn backend_or_cpu(opts: GpuOptions, cpu_threads: usize) -> (GpuOrCpu, Option<String>) {
     let sel = pollster::block_on(select_async(opts, cpu_threads));
     let reason = sel.fallback_reason().map(str::to_string);
-    let (gpu, cpu) = match sel {
-        Selected::Gpu(g) => (Some(g), CpuBackend::new(cpu_threads)),
-        Selected::Cpu { cpu, .. } => (None, cpu),
-    };
-    (GpuOrCpu { gpu, cpu, notes: Default::default() }, reason)
+    (GpuOrCpu::new(sel, cpu_threads), reason)
 }
 
 /// A backend that compiles on the GPU when it can and on the CPU otherwise,
-/// and moves a compiled graph to the CPU if the GPU fails while running it.
-/// Every fallback is recorded in [`GpuOrCpu::notes`].
-#[cfg(not(target_arch = "wasm32"))]
+/// and moves a compiled graph to the CPU if the GPU fails while running it
+/// (the failed run is repeated there, so the caller sees no error). Once
+/// the device is lost every later graph compiles for the CPU. Each fallback
+/// is a note for the coordinator ([`Backend::take_notes`]).
 #[derive(Clone)]
 pub struct GpuOrCpu {
     gpu: Option<GpuBackend>,
     cpu: CpuBackend,
-    notes: Arc<std::sync::Mutex<Vec<String>>>,
+    notes: Arc<Mutex<Notes>>,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+/// Fallbacks not yet taken, and whether the device's loss was noted.
+#[derive(Default)]
+struct Notes {
+    pending: Vec<String>,
+    all: Vec<String>,
+    lost_noted: bool,
+}
+
 impl GpuOrCpu {
-    /// The GPU in use, if any.
+    /// Wraps a [`select_async`] result; `cpu_threads` for the CPU side.
+    /// A CPU selection starts with one note: why the GPU is not used.
+    pub fn new(sel: Selected, cpu_threads: usize) -> GpuOrCpu {
+        let notes: Arc<Mutex<Notes>> = Default::default();
+        let (gpu, cpu) = match sel {
+            Selected::Gpu(g) => (Some(g), CpuBackend::new(cpu_threads)),
+            Selected::Cpu { cpu, reason } => {
+                note(&notes, format!("GPU not used ({reason}): computing on the CPU"));
+                (None, cpu)
+            }
+        };
+        GpuOrCpu { gpu, cpu, notes }
+    }
+
+    /// The GPU in use: none if there never was one or it was lost.
     pub fn gpu(&self) -> Option<&GpuBackend> {
-        self.gpu.as_ref()
+        self.gpu.as_ref().filter(|g| g.lost_reason().is_none())
     }
 
-    /// Fallbacks so far, one line each ("graph 'x': gpu backend: ...").
+    /// Every fallback so far, one line each ("graph 'x': gpu backend: ...").
     pub fn notes(&self) -> Vec<String> {
-        self.notes.lock().map(|n| n.clone()).unwrap_or_default()
+        self.notes.lock().map(|n| n.all.clone()).unwrap_or_default()
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn note(notes: &std::sync::Mutex<Vec<String>>, msg: String) {
+fn note(notes: &Mutex<Notes>, msg: String) {
     if let Ok(mut n) = notes.lock() {
-        n.push(msg);
+        n.pending.push(msg.clone());
+        n.all.push(msg);
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl Backend for GpuOrCpu {
     fn name(&self) -> String {
-        match &self.gpu {
-            Some(g) => g.name(),
-            None => self.cpu.name(),
+        match (&self.gpu, self.gpu()) {
+            (_, Some(g)) => g.name(),
+            (Some(_), None) => format!("{} (GPU lost)", self.cpu.name()),
+            (None, None) => self.cpu.name(),
         }
     }
 
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, KernelError> {
-        if let Some(gpu) = &self.gpu {
+        if let Some(gpu) = self.gpu() {
             match gpu.compile_gpu(graph) {
                 Ok(exe) => {
-                    return Ok(Box::new(Fallback { gpu: Some(exe), cpu_exe: None, graph: graph.clone(), cpu: self.cpu.clone(), notes: self.notes.clone() }));
+                    return Ok(Box::new(Fallback { gpu: Some(exe), cpu_exe: None, graph: graph.clone(), cpu: self.cpu.clone(), notes: self.notes.clone(), device: gpu.clone() }));
                 }
                 Err(e) => note(&self.notes, format!("graph '{}': {e}; running it on the CPU", graph.name)),
             }
         }
         self.cpu.compile(graph)
     }
+
+    fn take_notes(&self) -> Vec<String> {
+        self.notes.lock().map(|mut n| std::mem::take(&mut n.pending)).unwrap_or_default()
+    }
 }
 
 /// A GPU executable that switches to the CPU when the GPU fails.
-#[cfg(not(target_arch = "wasm32"))]
 struct Fallback {
     gpu: Option<GpuExecutable>,
     cpu_exe: Option<Box<dyn Executable>>,
     graph: Graph,
     cpu: CpuBackend,
-    notes: Arc<std::sync::Mutex<Vec<String>>>,
+    notes: Arc<Mutex<Notes>>,
+    device: GpuBackend,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl Fallback {
     fn cpu_exe(&mut self) -> Result<&mut Box<dyn Executable>, KernelError> {
         if self.cpu_exe.is_none() {
@@ -216,28 +217,33 @@ impl Fallback {
         Ok(self.cpu_exe.as_mut().expect("just set"))
     }
 
-    /// Drops the GPU executable after a device failure.
+    /// Drops the GPU executable after a device failure; false when the
+    /// input itself was bad (the CPU would refuse it too).
     fn give_up(&mut self, e: &KernelError) -> bool {
         if matches!(e, KernelError::Graph(_)) {
-            return false; // bad input: the CPU would refuse it too
+            return false;
         }
-        note(&self.notes, format!("graph '{}': {e}; running it on the CPU from now on", self.graph.name));
         self.gpu = None;
+        match self.device.lost_reason() {
+            Some(why) => {
+                let first = self.notes.lock().map(|mut n| !std::mem::replace(&mut n.lost_noted, true)).unwrap_or(false);
+                if first {
+                    note(&self.notes, format!("GPU {} lost ({why}): computing on the CPU from now on", self.device.adapter_name()));
+                }
+            }
+            None => note(&self.notes, format!("graph '{}': {e}; running it on the CPU from now on", self.graph.name)),
+        }
         true
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl Executable for Fallback {
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, KernelError> {
         if let Some(g) = &mut self.gpu {
-            match g.run(inputs) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    if !self.give_up(&e) {
-                        return Err(e);
-                    }
-                }
+            let r = g.run(inputs);
+            match r {
+                Err(e) if self.give_up(&e) => {}
+                r => return r,
             }
         }
         self.cpu_exe()?.run(inputs)
@@ -245,15 +251,25 @@ impl Executable for Fallback {
 
     fn run_profiled(&mut self, inputs: &[Tensor], clock: tessera_kernels::Clock) -> Result<(Vec<Tensor>, Vec<tessera_kernels::NodeTiming>), KernelError> {
         if let Some(g) = &mut self.gpu {
-            match g.run_profiled(inputs, clock) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    if !self.give_up(&e) {
-                        return Err(e);
-                    }
-                }
+            let r = g.run_profiled(inputs, clock);
+            match r {
+                Err(e) if self.give_up(&e) => {}
+                r => return r,
             }
         }
         self.cpu_exe()?.run_profiled(inputs, clock)
+    }
+
+    fn run_async<'a>(&'a mut self, inputs: &'a [Tensor]) -> RunFuture<'a> {
+        Box::pin(async move {
+            if let Some(g) = &mut self.gpu {
+                let r = g.run_async(inputs).await;
+                match r {
+                    Err(e) if self.give_up(&e) => {}
+                    r => return r,
+                }
+            }
+            self.cpu_exe()?.run(inputs)
+        })
     }
 }

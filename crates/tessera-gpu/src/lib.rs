@@ -33,8 +33,9 @@
 //! let outputs = exe.run_async(&inputs).await?;
 //! ```
 //! or [`select_async`], which returns a [`Selected`] backend (GPU, or CPU
-//! with the reason) whose [`Selected::compile_async`] gives an
-//! [`AnyExecutable`] with one `run_async` for both.
+//! with the reason), and [`GpuOrCpu::new`] over it: a `Backend` whose
+//! executables fall back to the CPU when the GPU fails, with one
+//! `Executable::run_async` for both targets.
 
 #![warn(missing_docs)]
 // wgpu's handles are Send + Sync natively (where the Arcs are shared across
@@ -58,8 +59,8 @@ use tessera_kernels::{Backend, Executable, KernelError};
 pub use device::GpuOptions;
 pub use exec::GpuExecutable;
 #[cfg(not(target_arch = "wasm32"))]
-pub use fallback::{backend_or_cpu, GpuOrCpu};
-pub use fallback::{select_async, AnyExecutable, Selected};
+pub use fallback::backend_or_cpu;
+pub use fallback::{select_async, GpuOrCpu, Selected};
 
 use device::GpuContext;
 
@@ -137,6 +138,15 @@ impl GpuBackend {
         let exe = compile::compile(&self.ctx, graph);
         scopes.pop().check(&format!("compiling '{}'", graph.name)).await?;
         exe
+    }
+
+    /// Why the device can no longer be used (lost, hung, an uncaptured
+    /// error), or `None` while it works.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.ctx.check_alive().err().map(|e| match e {
+            KernelError::Device { msg, .. } => msg,
+            other => other.to_string(),
+        })
     }
 
     /// Destroys the device, as a driver reset would: later runs fail with

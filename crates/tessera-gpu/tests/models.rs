@@ -112,20 +112,50 @@ fn fallbacks_to_cpu() {
     let reason = reason.expect("a reason");
     assert!(reason.contains("no GPU adapter matching 'no-such-gpu'"), "{reason}");
     assert!(be.name().starts_with("cpu"));
+    let notes = be.take_notes();
+    assert!(notes.len() == 1 && notes[0].contains("GPU not used") && notes[0].contains("no-such-gpu"), "{notes:?}");
+
+    // A layer over the storage binding limit: that graph runs on the CPU,
+    // with a note; the others stay on the GPU.
+    let small = GpuBackend::new(GpuOptions { binding_limit: Some(16 * 1024), ..Default::default() }).unwrap();
+    let be = tessera_gpu::GpuOrCpu::new(tessera_gpu::Selected::Gpu(small), 1);
+    let g = zoo::build("lenet").unwrap();
+    let x = vec![Tensor::full(g.input_shape(), 0.5)];
+    let want = tessera_kernels::CpuBackend::new(1).compile(&g).unwrap().run(&x).unwrap();
+    let got = be.compile(&g).unwrap().run(&x).unwrap();
+    assert!(got[0].max_rel_diff(&want[0]) <= TOL);
+    let notes = be.take_notes();
+    assert!(notes.len() == 1 && notes[0].contains("binding limit") && notes[0].contains("on the CPU"), "{notes:?}");
+    assert!(be.gpu().is_some() && be.name().starts_with("gpu"), "one graph over a limit does not retire the GPU");
 
     let (be, reason) = backend_or_cpu(GpuOptions::default(), 1);
     assert!(reason.is_none(), "{reason:?}");
     let g = zoo::build("lenet").unwrap();
     let x = vec![Tensor::full(g.input_shape(), 0.5)];
     let mut exe = be.compile(&g).unwrap();
+    let mut other = be.compile(&g).unwrap();
     let before = exe.run(&x).unwrap();
-    be.gpu().unwrap().simulate_device_loss();
-    let after = exe.run(&x).unwrap(); // falls back to the CPU
+    assert!(be.take_notes().is_empty());
+    let gpu = be.gpu().unwrap().clone();
+    gpu.simulate_device_loss();
+    // The failed run is repeated on the CPU: the caller sees no error, on
+    // the sync and the async path alike.
+    let after = exe.run(&x).unwrap();
     assert!(after[0].max_rel_diff(&before[0]) <= TOL);
-    let notes = be.notes();
-    assert!(notes.iter().any(|n| n.contains("running it on the CPU")), "{notes:?}");
+    let again = tessera_kernels::ready_now(exe.run_async(&x)).expect("native runs complete at once").unwrap();
+    assert!(again[0].max_rel_diff(&before[0]) <= TOL);
+    other.run(&x).unwrap();
+    // One note for the lost device, however many graphs notice it.
+    let notes = be.take_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("lost") && notes[0].contains("computing on the CPU"), "{notes:?}");
+    assert!(be.take_notes().is_empty(), "notes are drained");
+    assert!(be.gpu().is_none());
+    assert!(be.name().starts_with("cpu") && be.name().ends_with("(GPU lost)"), "{}", be.name());
+    // Later graphs compile straight for the CPU.
+    let mut late = be.compile(&g).unwrap();
+    assert!(late.run(&x).unwrap()[0].max_rel_diff(&before[0]) <= TOL);
     // A plain GPU executable reports the lost device as a Device error.
-    let gpu = be.gpu().unwrap();
     match gpu.compile(&g).and_then(|mut e| e.run(&x)) {
         Err(KernelError::Device { .. }) => {}
         other => panic!("expected a device error, got {:?}", other.map(|_| ())),

@@ -1,6 +1,9 @@
 //! The backend abstraction: compile a graph once (pack weights, plan
 //! buffers, build pipelines), then run it many times.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tessera_graph::{Graph, GraphError, NodeId, Tensor};
 use thiserror::Error;
 
@@ -47,12 +50,21 @@ pub struct NodeTiming {
     pub ms: f64,
 }
 
+/// The outputs of a run that may complete later ([`Executable::run_async`]).
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Tensor>, KernelError>> + 'a>>;
+
 /// A compute backend (CPU, GPU).
 pub trait Backend {
     /// Human-readable name with the details that matter ("cpu avx512 x1").
     fn name(&self) -> String;
     /// Prepares `graph` for repeated execution.
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, KernelError>;
+    /// What changed underneath since the last call, one line each (a GPU
+    /// lost and replaced by the CPU), for the peer to report to its
+    /// coordinator; drained by the call. Most backends never change.
+    fn take_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A graph compiled for one backend.
@@ -62,4 +74,23 @@ pub trait Executable {
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, KernelError>;
     /// Like `run`, also timing every node with `clock`.
     fn run_profiled(&mut self, inputs: &[Tensor], clock: Clock) -> Result<(Vec<Tensor>, Vec<NodeTiming>), KernelError>;
+    /// Like `run`, for drivers that must not block: the browser's WebGPU
+    /// can only hand results back through the event loop. The default runs
+    /// synchronously and returns a future that is already complete.
+    fn run_async<'a>(&'a mut self, inputs: &'a [Tensor]) -> RunFuture<'a> {
+        Box::pin(std::future::ready(self.run(inputs)))
+    }
+}
+
+/// Polls `fut` once and returns its output if it is already complete: how
+/// synchronous callers drive a [`RunFuture`] or other code written once,
+/// async, for both kinds of backend. `None` means the future waits on an
+/// event loop (browser WebGPU) that only an async caller can provide.
+pub fn ready_now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }

@@ -7,5 +7,5 @@
 pub mod backend;
 pub mod cpu;
 
-pub use backend::{Backend, Clock, Executable, KernelError, NodeTiming};
+pub use backend::{ready_now, Backend, Clock, Executable, KernelError, NodeTiming, RunFuture};
 pub use cpu::{CpuBackend, Isa};

@@ -20,6 +20,7 @@
 //! | 12 | ProbeAck  | `u32 seq, u64 bytes` |
 //! | 13 | Bye       | `str reason` |
 //! | 14 | Error     | `u16 code, u32 about (message id), str text` |
+//! | 15 | Backend   | `str backend, [str] notes, str profile_json` (empty: none) |
 //!
 //! A task's `meta_json` is [`TaskMeta`]: its label, the regions it reads and
 //! writes, its fetch plan and the regions of its locally held inputs. Its
@@ -52,6 +53,18 @@ pub struct Hello {
     /// Capabilities: "webgpu", "simd128", "threads", ...
     pub caps: Vec<String>,
     /// The device's measured latency tables, if it profiled itself.
+    pub profile: Option<DeviceProfile>,
+}
+
+/// Peer → coordinator: the peer's backend changed while it served (its GPU
+/// was lost, or a layer could not run there and moved to the CPU).
+#[derive(Clone, Debug)]
+pub struct BackendNote {
+    /// The backend now in use, as `Backend::name()` says.
+    pub backend: String,
+    /// What happened, one line each.
+    pub notes: Vec<String>,
+    /// A fresh profile of the new backend, if the peer measured one.
     pub profile: Option<DeviceProfile>,
 }
 
@@ -255,6 +268,8 @@ pub enum Msg {
     Bye { reason: String },
     /// Something the other side sent was rejected.
     Error(ErrorMsg),
+    /// Peer → coordinator: its backend changed.
+    Backend(BackendNote),
 }
 
 impl Msg {
@@ -274,6 +289,7 @@ impl Msg {
             Msg::Probe { .. } => Kind::Probe,
             Msg::ProbeAck { .. } => Kind::ProbeAck,
             Msg::Bye { .. } => Kind::Bye,
+            Msg::Backend(_) => Kind::Backend,
             Msg::Error(_) => Kind::Error,
         }
     }
@@ -300,7 +316,7 @@ impl Msg {
                 for c in &h.caps {
                     w.str(c);
                 }
-                w.str(&h.profile.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()).unwrap_or_default());
+                w.str(&profile_json(&h.profile));
             }
             Msg::Welcome(m) => {
                 w.u32(m.peer);
@@ -370,6 +386,14 @@ impl Msg {
                 w.u64(*bytes);
             }
             Msg::Bye { reason } => w.str(reason),
+            Msg::Backend(b) => {
+                w.str(&b.backend);
+                w.len(b.notes.len());
+                for n in &b.notes {
+                    w.str(n);
+                }
+                w.str(&profile_json(&b.profile));
+            }
             Msg::Error(e) => {
                 w.u16(e.code.0);
                 w.u32(e.about);
@@ -403,14 +427,7 @@ fn decode_body(kind: Kind, r: &mut Reader) -> DecodeResult<Msg> {
             for _ in 0..n {
                 caps.push(r.str()?);
             }
-            let pj = r.str()?;
-            let profile = if pj.is_empty() {
-                None
-            } else {
-                let p: DeviceProfile = serde_json::from_str(&pj).map_err(|e| format!("profile: {e}"))?;
-                p.validate().map_err(|e| format!("profile: {e}"))?;
-                Some(p)
-            };
+            let profile = read_profile(r)?;
             Msg::Hello(Hello { name, backend, agent, caps, profile })
         }
         Kind::Welcome => Msg::Welcome(Welcome { peer: r.u32()?, model: r.str()?, planner: r.str()? }),
@@ -468,7 +485,32 @@ fn decode_body(kind: Kind, r: &mut Reader) -> DecodeResult<Msg> {
         Kind::ProbeAck => Msg::ProbeAck { seq: r.u32()?, bytes: r.u64()? },
         Kind::Bye => Msg::Bye { reason: r.str()? },
         Kind::Error => Msg::Error(ErrorMsg { code: ErrorCode(r.u16()?), about: r.u32()?, text: r.str()? }),
+        Kind::Backend => {
+            let backend = r.str()?;
+            let n = r.count(4)?;
+            let mut notes = Vec::with_capacity(n);
+            for _ in 0..n {
+                notes.push(r.str()?);
+            }
+            Msg::Backend(BackendNote { backend, notes, profile: read_profile(r)? })
+        }
     })
+}
+
+/// A profile as its JSON string (empty: none).
+fn profile_json(p: &Option<DeviceProfile>) -> String {
+    p.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()).unwrap_or_default()
+}
+
+/// An optional profile written by [`profile_json`], validated.
+fn read_profile(r: &mut Reader) -> DecodeResult<Option<DeviceProfile>> {
+    let pj = r.str()?;
+    if pj.is_empty() {
+        return Ok(None);
+    }
+    let p: DeviceProfile = serde_json::from_str(&pj).map_err(|e| format!("profile: {e}"))?;
+    p.validate().map_err(|e| format!("profile: {e}"))?;
+    Ok(Some(p))
 }
 
 #[cfg(test)]
@@ -523,6 +565,7 @@ mod tests {
             Msg::ProbeAck { seq: 4, bytes: 1000 },
             Msg::Bye { reason: "tab closed".into() },
             Msg::error(ErrorCode::TASK_FAILED, 99, "boom"),
+            Msg::Backend(BackendNote { backend: "cpu avx2 x1".into(), notes: vec!["gpu backend: device lost".into()], profile: None }),
         ];
         for m in &msgs {
             round_trip(m);

@@ -10,13 +10,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
-use tessera_kernels::Backend;
+use tessera_graph::Tensor;
+use tessera_kernels::{Backend, KernelError, RunFuture};
 use tessera_plan::DeviceProfile;
-use tessera_runtime::{RunTask, Runner};
+use tessera_runtime::{Job, RunTask, Runner};
 
 use crate::endpoint::{Endpoint, LinkCounters, Received};
 use crate::error::{ErrorCode, MeshError};
-use crate::msg::{Hello, LoadAck, LoadPlan, Msg};
+use crate::msg::{BackendNote, Hello, LoadAck, LoadPlan, Msg};
 use crate::wire::{DEFAULT_CHUNK_BYTES, Limits};
 use crate::{Input, Output, PeerId};
 
@@ -95,6 +96,10 @@ pub struct PeerStatus {
     pub tasks_run: u64,
     /// Tasks received and not yet run.
     pub queue: usize,
+    /// Tasks taken by [`Peer::next_task`] and not yet completed.
+    pub in_flight: usize,
+    /// What the backend reported while serving (fallbacks), oldest first.
+    pub backend_notes: Vec<String>,
     pub last_latencies_ms: Vec<f64>,
     pub mean_latency_ms: f64,
     pub link: LinkCounters,
@@ -120,7 +125,30 @@ pub struct Peer {
     recent: VecDeque<f64>,
     plan_bytes: u64,
     last_error: Option<String>,
+    in_flight: usize,
+    backend_notes: Vec<String>,
     out: Vec<Output>,
+}
+
+/// A task taken out of the peer to run without blocking it (the browser's
+/// WebGPU): [`Peer::next_task`] → [`PendingTask::execute`] (await) →
+/// [`Peer::complete`]. Meanwhile the peer keeps handling messages.
+pub struct PendingTask {
+    about: u32,
+    plan: u32,
+    job: Job,
+}
+
+impl PendingTask {
+    /// Runs the task's kernels.
+    pub fn execute(&mut self) -> RunFuture<'_> {
+        self.job.execute()
+    }
+
+    /// "frame F, task S/K" (for logs).
+    pub fn label(&self) -> String {
+        format!("frame {}, task {}/{}", self.job.frame, self.job.stage, self.job.task)
+    }
 }
 
 impl Peer {
@@ -146,6 +174,8 @@ impl Peer {
             recent: VecDeque::new(),
             plan_bytes: 0,
             last_error: None,
+            in_flight: 0,
+            backend_notes: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -173,6 +203,13 @@ impl Peer {
                     self.ep.open(id);
                     let hello = Msg::Hello(self.hello());
                     self.ep.send(id, &hello, &mut self.out);
+                    // What the backend went through so far (no GPU, a
+                    // fallback), for this coordinator too.
+                    self.take_backend_notes();
+                    if !self.backend_notes.is_empty() {
+                        let note = BackendNote { backend: self.backend.name(), notes: self.backend_notes.clone(), profile: None };
+                        self.ep.send(id, &Msg::Backend(note), &mut self.out);
+                    }
                 }
             }
             Input::Frame(from, bytes) => {
@@ -304,6 +341,7 @@ impl Peer {
                     self.unload(oldest);
                 }
                 self.ep.send(from, &Msg::LoadAck(ack), &mut self.out);
+                self.report_backend();
             }
             Err(e) => {
                 let text = format!("plan {}: {e}", p.plan);
@@ -313,19 +351,63 @@ impl Peer {
         }
     }
 
+    /// Runs the oldest queued task here and now; a backend that cannot
+    /// complete synchronously fails the task (use [`Self::next_task`]).
     fn run_next_into(&mut self) {
-        let Some((about, plan, task)) = self.queue.pop_front() else { return };
-        let Some(to) = self.coordinator else { return };
-        let (frame, stage, k) = (task.frame, task.stage, task.task);
-        let Some(l) = self.plans.get_mut(&plan) else {
-            if !self.unloaded.contains(&plan) {
-                let text = format!("plan {plan} is not loaded here (frame {frame}, task {stage}/{k})");
-                self.ep.refuse(to, ErrorCode::TASK_FAILED, about, &text, &mut self.out);
+        let Some(mut t) = self.take_task() else { return };
+        let t0 = (self.clock)();
+        let res = tessera_kernels::ready_now(t.execute()).unwrap_or_else(|| Err(KernelError::Device { backend: self.backend.name(), msg: "this backend completes asynchronously: drive the peer with next_task / complete".into() }));
+        let ms = (self.clock)() - t0;
+        self.complete_into(t, res, ms);
+    }
+
+    /// Takes the oldest queued task that can run (with `defer_runs`), its
+    /// inputs assembled, for the driver to execute and hand back to
+    /// [`Self::complete`]. Returns also what to send (refusals of tasks
+    /// that cannot run). One at a time: a task's executable is lent to the
+    /// pending task until it is completed.
+    pub fn next_task(&mut self) -> (Option<PendingTask>, Vec<Output>) {
+        let t = self.take_task();
+        (t, std::mem::take(&mut self.out))
+    }
+
+    /// Hands back a task from [`Self::next_task`] with what its kernels
+    /// returned and the time they took (ms); returns what to send.
+    pub fn complete(&mut self, task: PendingTask, outputs: Result<Vec<Tensor>, KernelError>, compute_ms: f64) -> Vec<Output> {
+        self.complete_into(task, outputs, compute_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    fn take_task(&mut self) -> Option<PendingTask> {
+        while let Some((about, plan, task)) = self.queue.pop_front() {
+            let to = self.coordinator?;
+            let label = format!("frame {}, task {}/{}", task.frame, task.stage, task.task);
+            let Some(l) = self.plans.get_mut(&plan) else {
+                if !self.unloaded.contains(&plan) {
+                    let text = format!("plan {plan} is not loaded here ({label})");
+                    self.ep.refuse(to, ErrorCode::TASK_FAILED, about, &text, &mut self.out);
+                }
+                continue;
+            };
+            match l.runner.prepare(task) {
+                Ok(job) => {
+                    self.in_flight += 1;
+                    return Some(PendingTask { about, plan, job });
+                }
+                Err(e) => self.task_failed(to, about, &format!("{label}: {e}")),
             }
-            return;
+        }
+        None
+    }
+
+    fn complete_into(&mut self, t: PendingTask, outputs: Result<Vec<Tensor>, KernelError>, compute_ms: f64) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.report_backend();
+        let label = t.label();
+        let (Some(to), Some(l)) = (self.coordinator, self.plans.get_mut(&t.plan)) else {
+            return; // disconnected or unloaded meanwhile: nobody wants it
         };
-        let clock = &self.clock;
-        match l.runner.run(task, &|| clock()) {
+        match l.runner.finish(t.job, outputs.map_err(Into::into), compute_ms) {
             Ok(done) => {
                 self.tasks_run += 1;
                 self.total_ms += done.compute_ms;
@@ -333,13 +415,36 @@ impl Peer {
                     self.recent.pop_front();
                 }
                 self.recent.push_back(done.compute_ms);
-                self.ep.send(to, &Msg::Done { plan, done }, &mut self.out);
+                self.ep.send(to, &Msg::Done { plan: t.plan, done }, &mut self.out);
             }
-            Err(e) => {
-                let text = format!("frame {frame}, task {stage}/{k}: {e}");
-                self.last_error = Some(text.clone());
-                self.ep.refuse(to, ErrorCode::TASK_FAILED, about, &text, &mut self.out);
-            }
+            Err(e) => self.task_failed(to, t.about, &format!("{label}: {e}")),
+        }
+    }
+
+    fn task_failed(&mut self, to: PeerId, about: u32, text: &str) {
+        self.last_error = Some(text.to_string());
+        self.ep.refuse(to, ErrorCode::TASK_FAILED, about, text, &mut self.out);
+    }
+
+    /// The backend's new notes, also kept (the last few) for the status.
+    fn take_backend_notes(&mut self) -> Vec<String> {
+        let notes = self.backend.take_notes();
+        self.backend_notes.extend(notes.iter().cloned());
+        let excess = self.backend_notes.len().saturating_sub(RECENT);
+        self.backend_notes.drain(..excess);
+        notes
+    }
+
+    /// Tells the coordinator when the backend changed underneath (a GPU
+    /// fell back to the CPU), so it knows what this peer now computes on.
+    fn report_backend(&mut self) {
+        let notes = self.take_backend_notes();
+        if notes.is_empty() {
+            return;
+        }
+        if let Some(to) = self.coordinator {
+            let note = BackendNote { backend: self.backend.name(), notes, profile: None };
+            self.ep.send(to, &Msg::Backend(note), &mut self.out);
         }
     }
 
@@ -368,6 +473,8 @@ impl Peer {
             plan_bytes_received: self.plan_bytes,
             tasks_run: self.tasks_run,
             queue: self.queue.len(),
+            in_flight: self.in_flight,
+            backend_notes: self.backend_notes.clone(),
             last_latencies_ms: self.recent.iter().copied().collect(),
             mean_latency_ms: if self.tasks_run > 0 { self.total_ms / self.tasks_run as f64 } else { 0.0 },
             link: self.coordinator.map(|c| self.ep.counters(c)).unwrap_or_default(),

@@ -97,11 +97,13 @@ pub enum Kind {
     Bye = 13,
     /// Something sent was rejected.
     Error = 14,
+    /// Peer → coordinator: the backend changed (a GPU fell back to the CPU).
+    Backend = 15,
 }
 
 impl Kind {
     /// Every kind, for tests and tables.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Hello,
         Kind::Welcome,
         Kind::LoadPlan,
@@ -116,6 +118,7 @@ impl Kind {
         Kind::ProbeAck,
         Kind::Bye,
         Kind::Error,
+        Kind::Backend,
     ];
 
     /// The kind of a header byte, if known.
@@ -140,6 +143,7 @@ impl Kind {
             Kind::ProbeAck => "probe-ack",
             Kind::Bye => "bye",
             Kind::Error => "error",
+            Kind::Backend => "backend",
         }
     }
 }

@@ -192,7 +192,8 @@ fn drift_triggers_a_replan() {
 }
 
 /// Chaos: peers join, die, freeze, leave and slow down at random while a
-/// stream runs (some peers queue their tasks, as browser peers do); every
+/// stream runs (some peers queue their tasks, as browser peers do, some
+/// run them asynchronously, as WebGPU peers do); every
 /// frame still completes, in order, equal to the local run.
 #[test]
 fn chaos_keeps_every_frame() {
@@ -211,8 +212,11 @@ fn chaos_keeps_every_frame() {
         cfg.drift_tasks = 3;
         let c = Coordinator::new(g.clone(), cfg).unwrap();
         let mut m = MemoryMesh::new(c, MeshOptions { interleave: Some(seed), ..Default::default() });
-        let spec =
-            |rng: &mut Rng, i: usize| PeerSpec { defer_runs: rng.range(0, 1) == 1, compute_ms: 0.5 + rng.f32() as f64 * 3.0, ..PeerSpec::new(format!("c{i}")) };
+        // Peers run tasks inline, queued (browser CPU) or async (WebGPU).
+        let spec = |rng: &mut Rng, i: usize| {
+            let mode = rng.range(0, 2);
+            PeerSpec { defer_runs: mode == 1, async_tasks: mode == 2, compute_ms: 0.5 + rng.f32() as f64 * 3.0, ..PeerSpec::new(format!("c{i}")) }
+        };
         for i in 0..3 {
             let s = spec(&mut rng, i);
             m.add_peer(s);
@@ -253,4 +257,99 @@ fn chaos_keeps_every_frame() {
         assert_eq!(st.frames.lost, 0);
         println!("chaos/{planner}: {} re-plans, {} re-runs, phase {}, {} live peers", st.replans, st.frames.reruns, st.phase, m.coordinator.live_peers().len());
     }
+}
+
+/// WebGPU peers hand tasks out and take them back later
+/// (`Peer::next_task` / `Peer::complete`) while they keep answering the
+/// coordinator; a re-plan in mid-stream (plans replaced and unloaded with
+/// tasks out) loses nothing.
+#[test]
+fn async_peers_keep_every_frame_through_a_replan() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 40);
+    let want = reference(&g, &xs);
+    let c = Coordinator::new(g.clone(), config("lenet", "tessera")).unwrap();
+    let mut m = MemoryMesh::new(c, MeshOptions::default());
+    for i in 0..3 {
+        m.add_peer(PeerSpec { async_tasks: true, compute_ms: 2.0, ..PeerSpec::new(format!("gpu{i}")) });
+    }
+    assert!(m.wait_ready(60_000.0));
+    let epoch = m.coordinator.current_plan().unwrap();
+    let got = stream_with_event(&mut m, &xs, 10, |m| m.replan());
+    check(&got, &want, "async peers");
+    let st = m.coordinator.status();
+    assert!(st.plan.as_ref().unwrap().epoch > epoch, "no re-plan");
+    assert_eq!(st.frames.lost, 0);
+    for id in m.peer_ids() {
+        let p = m.peer(id).unwrap().status();
+        assert_eq!(p.in_flight, 0, "{}: a task never came back", p.name);
+    }
+    assert!(st.peers.iter().map(|p| p.tasks_done).sum::<u64>() > 0, "no peer ran anything");
+}
+
+/// A peer whose backend changes under it (a GPU lost, the CPU taking over)
+/// keeps serving, and tells the coordinator: the dashboard shows the new
+/// backend and why; the stream loses nothing.
+#[test]
+fn backend_fallback_is_reported_to_the_coordinator() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    use tessera_kernels::{Backend, CpuBackend, Executable, KernelError};
+
+    /// The CPU backend, renamed once `runs` reaches `fail_after`, with one
+    /// note then, as `tessera_gpu::GpuOrCpu` does when its device is lost.
+    #[derive(Clone)]
+    struct Failing {
+        cpu: CpuBackend,
+        runs: Rc<Cell<u32>>,
+        fail_after: u32,
+        notes: Rc<RefCell<Vec<String>>>,
+    }
+    struct Exe(Box<dyn Executable>, Failing);
+    impl Executable for Exe {
+        fn run(&mut self, x: &[tessera_graph::Tensor]) -> Result<Vec<tessera_graph::Tensor>, KernelError> {
+            let f = &self.1;
+            f.runs.set(f.runs.get() + 1);
+            if f.runs.get() == f.fail_after {
+                f.notes.borrow_mut().push("GPU test-gpu lost (device destroyed): computing on the CPU from now on".into());
+            }
+            self.0.run(x)
+        }
+        fn run_profiled(&mut self, x: &[tessera_graph::Tensor], c: tessera_kernels::Clock) -> Result<(Vec<tessera_graph::Tensor>, Vec<tessera_kernels::NodeTiming>), KernelError> {
+            self.0.run_profiled(x, c)
+        }
+    }
+    impl Backend for Failing {
+        fn name(&self) -> String {
+            if self.runs.get() >= self.fail_after { format!("{} (GPU lost)", self.cpu.name()) } else { "gpu test-gpu (Vulkan)".into() }
+        }
+        fn compile(&self, g: &tessera_graph::Graph) -> Result<Box<dyn Executable>, KernelError> {
+            Ok(Box::new(Exe(self.cpu.compile(g)?, self.clone())))
+        }
+        fn take_notes(&self) -> Vec<String> {
+            std::mem::take(&mut *self.notes.borrow_mut())
+        }
+    }
+
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 30);
+    let want = reference(&g, &xs);
+    let c = Coordinator::new(g.clone(), config("lenet", "hyps")).unwrap();
+    let mut m = MemoryMesh::new(c, MeshOptions::default());
+    let failing = Failing { cpu: CpuBackend::new(1), runs: Rc::new(Cell::new(0)), fail_after: 5, notes: Rc::default() };
+    let gpu = m.add_peer(PeerSpec { backend: Some(Box::new(failing)), async_tasks: true, ..PeerSpec::new("gpu-peer") });
+    m.add_peer(PeerSpec::new("cpu-peer"));
+    assert!(m.wait_ready(60_000.0));
+    let before = m.coordinator.status().peers.iter().find(|p| p.id == gpu).unwrap().backend.clone();
+    assert!(before.starts_with("gpu "), "{before}");
+    let got = m.run_frames(xs, 120_000.0).unwrap();
+    check(&got, &want, "backend fallback");
+    let st = m.coordinator.status();
+    let p = st.peers.iter().find(|p| p.id == gpu).unwrap();
+    assert!(p.backend.ends_with("(GPU lost)"), "the coordinator still shows {:?}", p.backend);
+    assert!(st.events.iter().any(|e| e.contains("gpu-peer") && e.contains("lost")), "{:#?}", st.events);
+    assert!(st.events.iter().any(|e| e.contains("now computes on")), "{:#?}", st.events);
+    let ps = m.peer(gpu).unwrap().status();
+    assert_eq!(ps.backend_notes.len(), 1, "{:?}", ps.backend_notes);
+    assert_eq!(st.frames.lost, 0);
 }

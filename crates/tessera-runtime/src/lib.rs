@@ -24,4 +24,4 @@ pub use error::{Result, RuntimeError};
 pub use hub::Hub;
 pub use msg::{RunTask, TaskDone};
 pub use hub::Program;
-pub use runner::{PeerTask, Runner};
+pub use runner::{Job, PeerTask, Runner};

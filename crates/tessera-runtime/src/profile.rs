@@ -87,7 +87,15 @@ fn layer(class: OpClass, s: f64, rng: &mut Rng) -> Result<Graph> {
 }
 
 /// Measures `backend` into a profile named `name` with `memory_mb` of RAM.
+/// Synchronous: for backends whose runs complete at once (the CPU; the GPU
+/// natively). The browser's WebGPU needs [`measure_async`].
 pub fn measure(backend: &dyn Backend, name: &str, memory_mb: f64, cfg: ProfileConfig, clock: &dyn Fn() -> f64) -> Result<DeviceProfile> {
+    tessera_kernels::ready_now(measure_async(backend, name, memory_mb, cfg, clock))
+        .unwrap_or_else(|| Err(crate::error::RuntimeError::Protocol(format!("{} completes runs asynchronously: profile it with measure_async", backend.name()))))
+}
+
+/// [`measure`] for any backend, awaiting each run (`Executable::run_async`).
+pub async fn measure_async(backend: &dyn Backend, name: &str, memory_mb: f64, cfg: ProfileConfig, clock: &dyn Fn() -> f64) -> Result<DeviceProfile> {
     let mut rng = Rng::new(99);
     let mut ops = BTreeMap::new();
     for class in OpClass::ALL {
@@ -102,14 +110,14 @@ pub fn measure(backend: &dyn Backend, name: &str, memory_mb: f64, cfg: ProfileCo
             let mut exe = backend.compile(&g)?;
             let shape = g.input_shape().to_vec();
             let x = Tensor::new(shape.clone(), rng.fill(shape.iter().product(), 1.0))?;
-            exe.run(std::slice::from_ref(&x))?; // warm-up
-            let mut times: Vec<f64> = (0..cfg.repeats.max(1))
-                .map(|_| {
-                    let t = clock();
-                    let _ = exe.run(std::slice::from_ref(&x));
-                    clock() - t
-                })
-                .collect();
+            let x = std::slice::from_ref(&x);
+            exe.run_async(x).await?; // warm-up
+            let mut times = Vec::with_capacity(cfg.repeats.max(1));
+            for _ in 0..cfg.repeats.max(1) {
+                let t = clock();
+                exe.run_async(x).await?;
+                times.push(clock() - t);
+            }
             times.sort_by(f64::total_cmp);
             let ms = times[times.len() / 2].max(1e-4);
             if points.last().is_none_or(|p| flops > p.0) {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use tessera_graph::{Graph, Tensor};
-use tessera_kernels::{Backend, Executable};
+use tessera_kernels::{Backend, Executable, RunFuture};
 use tessera_plan::region::{extract, insert, Region};
 use tessera_plan::reuse::Fetch;
 use tessera_plan::split::Piece;
@@ -67,10 +67,28 @@ impl PeerTask {
     }
 }
 
+/// One task between [`Runner::prepare`] and [`Runner::finish`]: its
+/// assembled inputs and the executable lent out to run them.
+pub struct Job {
+    pub frame: u64,
+    pub stage: usize,
+    pub task: usize,
+    inputs: Vec<Tensor>,
+    exe: Box<dyn Executable>,
+}
+
+impl Job {
+    /// Runs the task's kernels (see [`Executable::run_async`]).
+    pub fn execute(&mut self) -> RunFuture<'_> {
+        self.exe.run_async(&self.inputs)
+    }
+}
+
 /// Runs the tasks of one device.
 pub struct Runner {
     pub device: usize,
-    tasks: HashMap<(usize, usize), (PeerTask, Box<dyn Executable>)>,
+    /// Each task with its executable (`None` while a [`Job`] has it).
+    tasks: HashMap<(usize, usize), (PeerTask, Option<Box<dyn Executable>>)>,
     /// Outputs this device produced, per (frame, stage, task), for reuse.
     held: HashMap<(u64, usize, usize), Vec<Tensor>>,
 }
@@ -81,7 +99,7 @@ impl Runner {
         let mut map = HashMap::new();
         for t in tasks {
             let exe = backend.compile(&t.graph)?;
-            map.insert((t.stage, t.task), (t, exe));
+            map.insert((t.stage, t.task), (t, Some(exe)));
         }
         Ok(Runner { device, tasks: map, held: HashMap::new() })
     }
@@ -93,8 +111,23 @@ impl Runner {
 
     /// Runs one task; `clock` times the kernels (ms).
     pub fn run(&mut self, msg: RunTask, clock: &dyn Fn() -> f64) -> Result<TaskDone> {
+        let mut job = self.prepare(msg)?;
+        let t0 = clock();
+        let outputs = job.exe.run(&job.inputs);
+        let compute_ms = clock() - t0;
+        self.finish(job, outputs.map_err(Into::into), compute_ms)
+    }
+
+    /// The first half of [`Self::run`], for drivers whose kernels complete
+    /// later (the browser's WebGPU): checks `msg`, assembles the task's
+    /// inputs and lends out its executable. Run [`Job::execute`], then hand
+    /// the job back to [`Self::finish`]; until then the task is busy.
+    pub fn prepare(&mut self, msg: RunTask) -> Result<Job> {
         let key = (msg.stage, msg.task);
-        let (task, _) = self.tasks.get(&key).ok_or_else(|| RuntimeError::Protocol(format!("task {}/{} is not loaded on device {}", msg.stage, msg.task, self.device)))?;
+        let (task, exe) = self.tasks.get(&key).ok_or_else(|| RuntimeError::Protocol(format!("task {}/{} is not loaded on device {}", msg.stage, msg.task, self.device)))?;
+        if exe.is_none() {
+            return Err(RuntimeError::Protocol(format!("task {}/{} is already running on device {}", msg.stage, msg.task, self.device)));
+        }
         if msg.remote.len() != task.fetch.len() {
             return Err(RuntimeError::Protocol(format!("task {}/{}: {} inputs sent, {} expected", msg.stage, msg.task, msg.remote.len(), task.fetch.len())));
         }
@@ -125,12 +158,22 @@ impl Runner {
             }
             inputs.push(t);
         }
-        let (_, exe) = self.tasks.get_mut(&key).expect("checked above");
-        let t0 = clock();
-        let outputs = exe.run(&inputs)?;
-        let compute_ms = clock() - t0;
-        self.held.insert((msg.frame, msg.stage, msg.task), outputs.clone());
-        Ok(TaskDone { device: self.device, frame: msg.frame, stage: msg.stage, task: msg.task, outputs, compute_ms })
+        let exe = self.tasks.get_mut(&key).and_then(|(_, e)| e.take()).expect("checked above");
+        Ok(Job { frame: msg.frame, stage: msg.stage, task: msg.task, inputs, exe })
+    }
+
+    /// The second half of [`Self::run`]: takes the job back with what its
+    /// kernels returned and the time they took, keeps the outputs for
+    /// later tasks of the frame on this device, and says what to send.
+    pub fn finish(&mut self, job: Job, outputs: Result<Vec<Tensor>>, compute_ms: f64) -> Result<TaskDone> {
+        let Job { frame, stage, task, exe, .. } = job;
+        // The plan may have been replaced meanwhile: then the slot is gone.
+        if let Some((_, slot)) = self.tasks.get_mut(&(stage, task)) {
+            *slot = Some(exe);
+        }
+        let outputs = outputs?;
+        self.held.insert((frame, stage, task), outputs.clone());
+        Ok(TaskDone { device: self.device, frame, stage, task, outputs, compute_ms })
     }
 
     /// Drops what this device holds for a completed frame.

@@ -240,7 +240,36 @@ async fn settle(m: &WebMesh, ms: i32) {
 
 #[wasm_bindgen_test]
 async fn lenet_runs_over_two_browser_peers_and_matches_the_local_run() {
+    lenet_over_two_browser_peers(None).await;
+}
+
+/// The same with the first peer computing on WebGPU (SwiftShader here),
+/// driven as the peer page drives it: `next_task`, await the kernels,
+/// `complete`.
+#[cfg(feature = "gpu")]
+#[wasm_bindgen_test]
+async fn lenet_with_a_webgpu_peer_matches_the_local_run() {
+    use tessera_gpu::{GpuOptions, GpuOrCpu, Selected, select_async};
+    let sel = select_async(GpuOptions::default(), 1).await;
+    if let Selected::Cpu { reason, .. } = &sel {
+        assert!(!tessera_gpu::gpu_required(), "no usable WebGPU: {reason}");
+        console_log!("skipped: no usable WebGPU ({reason})");
+        return;
+    }
+    let be = GpuOrCpu::new(sel, 1);
+    let name = tessera_kernels::Backend::name(&be);
+    let tasks = lenet_over_two_browser_peers(Some(Box::new(be))).await;
+    assert!(tasks > 0, "the WebGPU peer ran no task");
+    console_log!("WebGPU peer ({name}) ran {tasks} tasks");
+}
+
+/// Two browser peers over real data channels run 20 digits; `gpu`, if
+/// given, is the first peer's (asynchronous) backend. Returns how many
+/// tasks the first peer ran.
+async fn lenet_over_two_browser_peers(gpu: Option<Box<dyn tessera_kernels::Backend>>) -> u64 {
     media_permission().await;
+    let is_async = gpu.is_some();
+    let mut gpu = gpu;
     let (coord_mesh, peer_meshes) = pair(2);
     let (g, info) = load_model(ModelSource::Zoo("lenet")).unwrap();
     let mut cfg = SessionConfig::default();
@@ -250,7 +279,11 @@ async fn lenet_runs_over_two_browser_peers_and_matches_the_local_run() {
         .map(|i| {
             let mut pc = PeerConfig::new(format!("p{}", i + 2));
             pc.defer_runs = true;
-            Peer::new(pc, Box::new(tessera_kernels::CpuBackend::new(1)), Box::new(now))
+            let backend = match gpu.take() {
+                Some(b) if i == 0 => b,
+                _ => Box::new(tessera_kernels::CpuBackend::new(1)),
+            };
+            Peer::new(pc, backend, Box::new(now))
         })
         .collect();
     let send = |m: &WebMesh, outs: Vec<Output>| {
@@ -272,11 +305,21 @@ async fn lenet_runs_over_two_browser_peers_and_matches_the_local_run() {
         for ev in coord_mesh.poll() {
             send(&coord_mesh, session.handle(ev));
         }
-        for (p, m) in peers.iter_mut().zip(&peer_meshes) {
+        for (i, (p, m)) in peers.iter_mut().zip(&peer_meshes).enumerate() {
             m.tick();
             send(m, p.handle(Input::Tick { now_ms: t }));
             for ev in m.poll() {
                 send(m, p.handle(ev));
+            }
+            if is_async && i == 0 {
+                let (task, outs) = p.next_task();
+                send(m, outs);
+                if let Some(mut task) = task {
+                    let t0 = now();
+                    let res = task.execute().await;
+                    send(m, p.complete(task, res, now() - t0));
+                }
+                continue;
             }
             while p.queued() > 0 {
                 send(m, p.run_next());
@@ -301,6 +344,7 @@ async fn lenet_runs_over_two_browser_peers_and_matches_the_local_run() {
     for p in &st.coordinator.peers {
         assert!(p.weight_bytes < st.model.weight_bytes, "model secret: {} < {}", p.weight_bytes, st.model.weight_bytes);
     }
+    peers[0].status().tasks_run
 }
 
 #[wasm_bindgen_test]

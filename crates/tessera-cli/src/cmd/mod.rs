@@ -20,6 +20,18 @@ pub fn clock_ms() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
 }
 
+/// The GPU backend with CPU fallback (`--backend gpu` of `run` and `peer`):
+/// wgpu when an adapter opens and passes its self-test, else the CPU with
+/// `threads` threads; says which on stderr.
+pub fn gpu_or_cpu(threads: usize) -> tessera_gpu::GpuOrCpu {
+    let (be, reason) = tessera_gpu::backend_or_cpu(tessera_gpu::GpuOptions::from_env(), threads);
+    match reason {
+        Some(r) => eprintln!("note: GPU not used ({r}); running on the CPU"),
+        None => eprintln!("backend: {}", tessera_kernels::Backend::name(&be)),
+    }
+    be
+}
+
 /// Median of a non-empty list.
 pub fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));

@@ -26,22 +26,28 @@ pub struct Args {
     /// quick self-profile at start).
     #[arg(long)]
     profile: Option<PathBuf>,
+    /// Kernels to run on: `gpu` uses wgpu (Vulkan / Metal) when an adapter
+    /// opens and passes its self-test, the CPU otherwise; a GPU that fails
+    /// later hands its tasks to the CPU and the coordinator is told.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    backend: String,
 }
 
 pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.threads != Some(0), "--threads must be at least 1");
-    let backend = a.threads.map_or_else(CpuBackend::default, CpuBackend::new);
+    let threads = a.threads.unwrap_or_else(|| CpuBackend::default().threads());
+    let backend: Box<dyn Backend> = if a.backend == "gpu" { Box::new(super::gpu_or_cpu(threads)) } else { Box::new(CpuBackend::new(threads)) };
     let name = a.name.clone().unwrap_or_else(|| std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "native".into()));
     let profile = match &a.profile {
         Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?).with_context(|| format!("{} is not a device profile", p.display()))?,
-        None => tessera_runtime::profile::measure(&backend, &name, 4096.0, tessera_runtime::profile::ProfileConfig::quick(), &super::clock_ms)?,
+        None => tessera_runtime::profile::measure(backend.as_ref(), &name, 4096.0, tessera_runtime::profile::ProfileConfig::quick(), &super::clock_ms)?,
     };
     let mesh = NativeMesh::join(&a.url, NativeConfig::new(Role::Peer, name.clone())).map_err(anyhow::Error::msg).context("cannot join the room")?;
     eprintln!("joined room {} as peer {} ({}); waiting for work, Ctrl-C to leave", mesh.room(), mesh.id(), backend.name());
     let mut cfg = PeerConfig::new(name);
     cfg.profile = Some(profile);
     cfg.caps = vec!["native".into()];
-    let mut peer = Peer::new(cfg, Box::new(backend) as Box<dyn Backend>, clock());
+    let mut peer = Peer::new(cfg, backend, clock());
     let stop = AtomicBool::new(false);
     let clk = clock();
     run_peer(&mesh, &mut peer, &stop, &*clk).map_err(anyhow::Error::msg)

@@ -44,11 +44,7 @@ pub struct Args {
 /// or the GPU (shared by all devices of a split run) with CPU fallback.
 fn backend_factory(kind: &str, threads: usize) -> tessera_runtime::local::BackendFactory {
     if kind == "gpu" {
-        let (be, reason) = tessera_gpu::backend_or_cpu(tessera_gpu::GpuOptions::from_env(), threads);
-        match reason {
-            Some(r) => eprintln!("note: GPU not used ({r}); running on the CPU"),
-            None => eprintln!("backend: {}", be.name()),
-        }
+        let be = super::gpu_or_cpu(threads);
         Arc::new(move |_| Box::new(be.clone()) as Box<dyn Backend>)
     } else {
         Arc::new(move |_| Box::new(CpuBackend::new(threads)) as Box<dyn Backend>)

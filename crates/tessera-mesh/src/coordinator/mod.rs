@@ -524,6 +524,28 @@ impl Coordinator {
                 }
             }
             Msg::Bye { reason } => self.mark_dead(from, &format!("left ({reason})"), true),
+            Msg::Backend(b) => {
+                // The peer's device changed under it (its GPU fell back to the
+                // CPU). With a fresh profile, re-plan on it now; without one,
+                // the drift check re-plans once its tasks run slower.
+                let name = p.name.clone();
+                let changed = p.backend != b.backend;
+                p.backend = b.backend.chars().take(200).collect();
+                let fresh = b.profile.is_some();
+                if let Some(profile) = b.profile {
+                    p.profile = Some(profile);
+                    p.speed = 1.0;
+                }
+                for n in b.notes.iter().take(8) {
+                    self.event(format!("peer {name}: {}", n.chars().take(300).collect::<String>()));
+                }
+                if changed {
+                    self.event(format!("peer {name} now computes on {}", b.backend.chars().take(200).collect::<String>()));
+                }
+                if fresh {
+                    self.want_replan(&format!("peer {name} changed backend"), false);
+                }
+            }
             Msg::Ping { seq, sent_ms } => {
                 self.ep.send(from, &Msg::Pong { seq, sent_ms, peer_ms: now }, &mut self.out);
             }

@@ -18,12 +18,12 @@ use std::rc::Rc;
 
 use tessera_graph::Tensor;
 use tessera_graph::rng::Rng;
-use tessera_kernels::{Backend, CpuBackend};
+use tessera_kernels::{Backend, CpuBackend, KernelError, ready_now};
 use tessera_plan::DeviceProfile;
 
 use super::Transport;
 use crate::coordinator::{Coordinator, FrameId};
-use crate::peer::{Peer, PeerConfig};
+use crate::peer::{Peer, PeerConfig, PendingTask};
 use crate::wire::HEADER_LEN;
 use crate::{Input, Output, PeerId};
 
@@ -89,12 +89,16 @@ pub struct PeerSpec {
     /// Queue tasks and run them one per event, as a browser peer that stays
     /// responsive between tasks does (`PeerConfig::defer_runs`).
     pub defer_runs: bool,
+    /// Run tasks as a WebGPU peer does (implies `defer_runs`): taken with
+    /// `Peer::next_task`, handed back with `Peer::complete` one task time
+    /// later, while the peer keeps handling messages.
+    pub async_tasks: bool,
 }
 
 impl PeerSpec {
     /// A peer with the defaults: no profile, a 1 Gbit/s 0.1 ms link, 1 ms tasks.
     pub fn new(name: impl Into<String>) -> PeerSpec {
-        PeerSpec { name: name.into(), caps: vec![], profile: None, link: LinkSim::default(), compute_ms: 1.0, backend: None, defer_runs: false }
+        PeerSpec { name: name.into(), caps: vec![], profile: None, link: LinkSim::default(), compute_ms: 1.0, backend: None, defer_runs: false, async_tasks: false }
     }
 }
 
@@ -120,6 +124,9 @@ enum Node {
         calls: Rc<Cell<u64>>,
         frozen: bool,
         busy: bool,
+        async_tasks: bool,
+        /// The task out "on the GPU" (async peers) and what it returned.
+        pending: Option<(PendingTask, Result<Vec<Tensor>, KernelError>)>,
     },
     /// A scripted peer: records what it receives, sends only what the test injects.
     Raw {
@@ -147,6 +154,8 @@ enum Event {
     PeerLost(PeerId),
     /// A deferred-run peer takes its next queued task.
     RunNext(PeerId),
+    /// An async peer's task comes back from its kernels.
+    Complete(PeerId),
 }
 
 struct Scheduled {
@@ -245,10 +254,10 @@ impl MemoryMesh {
         let mut cfg = PeerConfig::new(spec.name);
         cfg.caps = spec.caps;
         cfg.profile = spec.profile;
-        cfg.defer_runs = spec.defer_runs;
+        cfg.defer_runs = spec.defer_runs || spec.async_tasks;
         let backend = spec.backend.unwrap_or_else(|| Box::new(CpuBackend::new(1)));
         let peer = Box::new(Peer::new(cfg, backend, clock));
-        self.insert(id, Node::Peer { peer, compute, calls, frozen: false, busy: false }, spec.link);
+        self.insert(id, Node::Peer { peer, compute, calls, frozen: false, busy: false, async_tasks: spec.async_tasks, pending: None }, spec.link);
         self.connect(id);
         id
     }
@@ -522,6 +531,7 @@ impl MemoryMesh {
                 self.route_from_coordinator(outs);
             }
             Event::RunNext(id) => self.run_next(id),
+            Event::Complete(id) => self.complete(id),
             Event::PeerLost(id) => {
                 if let Some(SimPeer { node: Node::Peer { peer, .. }, .. }) = self.peers.get_mut(&id) {
                     let _ = peer.handle(Input::Disconnected(COORDINATOR));
@@ -534,9 +544,25 @@ impl MemoryMesh {
 
     fn run_next(&mut self, id: PeerId) {
         let now = self.now();
-        let Some(SimPeer { node: Node::Peer { peer, compute, frozen, busy, .. }, alive: true, .. }) = self.peers.get_mut(&id) else { return };
+        let Some(SimPeer { node: Node::Peer { peer, compute, frozen, busy, async_tasks, pending, .. }, alive: true, .. }) = self.peers.get_mut(&id) else { return };
         *busy = false;
         if *frozen || peer.queued() == 0 {
+            return;
+        }
+        if *async_tasks {
+            let (task, outs) = peer.next_task();
+            let ms = compute.get();
+            if let Some(mut t) = task {
+                // The kernels run now; their results come back one task time later.
+                let res = ready_now(t.execute()).unwrap_or_else(|| Err(KernelError::Device { backend: "memory mesh".into(), msg: "the kernels did not complete at once".into() }));
+                *pending = Some((t, res));
+                *busy = true;
+                self.schedule(now + ms, Event::Complete(id));
+            } else if peer.queued() > 0 {
+                *busy = true;
+                self.schedule(now, Event::RunNext(id));
+            }
+            self.route_from_peer(id, outs, 0.0);
             return;
         }
         let outs = peer.run_next();
@@ -549,6 +575,18 @@ impl MemoryMesh {
         }
     }
 
+    fn complete(&mut self, id: PeerId) {
+        let now = self.now();
+        let Some(SimPeer { node: Node::Peer { peer, compute, frozen: false, busy, pending, .. }, alive: true, .. }) = self.peers.get_mut(&id) else { return };
+        let Some((t, res)) = pending.take() else { return };
+        let outs = peer.complete(t, res, compute.get());
+        *busy = peer.queued() > 0;
+        if *busy {
+            self.schedule(now, Event::RunNext(id));
+        }
+        self.route_from_peer(id, outs, 0.0);
+    }
+
     fn deliver_to_peer(&mut self, to: PeerId, f: Vec<u8>) {
         let Some(p) = self.peers.get_mut(&to) else { return };
         if !p.alive {
@@ -556,7 +594,7 @@ impl MemoryMesh {
         }
         match &mut p.node {
             Node::Raw { inbox } => inbox.push(f),
-            Node::Peer { peer, compute, calls, frozen, busy } => {
+            Node::Peer { peer, compute, calls, frozen, busy, .. } => {
                 if *frozen {
                     return;
                 }

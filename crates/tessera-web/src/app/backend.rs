@@ -1,27 +1,42 @@
 //! Which backend a browser peer computes with, chosen once at start-up.
 //!
-//! ## GPU SEAM
-//! `tessera-gpu` (wgpu, `webgpu` feature in the browser) opens WebGPU with
-//! `tessera_gpu::select_async(opts, threads).await`, which self-tests the
-//! adapter against the CPU backend and returns `Selected::Gpu(GpuBackend)`
-//! or `Selected::Cpu { reason }`. With this crate's `gpu` feature, [`choose`]
-//! calls it on browsers that have `navigator.gpu`.
-//!
-//! What is still missing is on the peer's side, not the GPU's: in the
-//! browser WebGPU can only run asynchronously (`GpuExecutable::run_async`;
-//! the sync `Executable::run` is an error there), while
-//! `tessera_mesh::Peer` runs a task synchronously inside `run_next()`
-//! (`tessera_runtime::Runner::run`). Once the mesh offers an async task
-//! path (e.g. `Peer::next_task() -> Option<PendingTask>` and
-//! `Peer::complete(task, outputs)`, with the runner's slicing/merging split
-//! from the kernel call), [`choose`] returns the GPU backend when the
-//! probe succeeds, the peer page drives `run_async` in `work()`, and the
-//! Hello carries `backend = "gpu ..."` and cap `webgpu`. Until then a GPU
-//! that passes the probe is reported ("WebGPU ok, not used yet") and the
-//! peer computes on the wasm SIMD CPU backend.
+//! With this crate's `gpu` feature (the pages' build turns it on), a
+//! browser with `navigator.gpu` opens WebGPU through `tessera-gpu`, which
+//! self-tests the adapter against the CPU backend
+//! (`tessera_gpu::select_async`). A GPU that passes is wrapped in
+//! `tessera_gpu::GpuOrCpu`: if it fails later (device lost, out of memory,
+//! a layer over the binding limit) the task re-runs on the wasm SIMD CPU
+//! backend and the peer reports the change to its coordinator (a `Backend`
+//! message). WebGPU only completes asynchronously, so the peer page drives
+//! such a backend through `Peer::next_task` / `Peer::complete`
+//! ([`Choice::is_async`]).
 
 use serde::Serialize;
 use tessera_kernels::{Backend, CpuBackend};
+
+/// Whether to use WebGPU (the peer page's `gpu=` parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuMode {
+    /// Never (`gpu=0`).
+    Off,
+    /// When the adapter passes the self-test and is a hardware GPU (no
+    /// parameter): a software adapter (SwiftShader) is slower than wasm SIMD.
+    Auto,
+    /// Whenever the adapter passes the self-test, software or not (`gpu=1`).
+    Force,
+}
+
+impl GpuMode {
+    /// Parses the page's parameter: "0", "1", "auto" or nothing.
+    pub fn parse(s: &str) -> Result<GpuMode, String> {
+        match s {
+            "0" | "off" => Ok(GpuMode::Off),
+            "" | "auto" => Ok(GpuMode::Auto),
+            "1" | "force" => Ok(GpuMode::Force),
+            other => Err(format!("gpu={other:?}: expected 0, 1 or auto")),
+        }
+    }
+}
 
 /// The choice, as the page shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -36,36 +51,52 @@ pub struct Choice {
     pub gpu_adapter: Option<String>,
 }
 
-/// Picks the backend: the single-threaded wasm SIMD CPU backend, after
-/// probing WebGPU when the browser has it and `prefer_gpu` is set (see the
-/// module docs for when the GPU will be used).
-pub async fn choose(prefer_gpu: bool, has_webgpu: bool) -> (Box<dyn Backend>, Choice) {
+impl Choice {
+    /// Whether tasks complete asynchronously (WebGPU).
+    pub fn is_async(&self) -> bool {
+        self.kind == "webgpu"
+    }
+}
+
+/// Picks the backend: WebGPU when `mode` allows and the adapter passes its
+/// self-test, else the single-threaded wasm SIMD CPU backend.
+pub async fn choose(mode: GpuMode, has_webgpu: bool) -> (Box<dyn Backend>, Choice) {
+    if !has_webgpu {
+        return cpu("no WebGPU in this browser: CPU (wasm SIMD)".into(), None);
+    }
+    if mode == GpuMode::Off {
+        return cpu("WebGPU available but turned off (gpu=0): CPU (wasm SIMD)".into(), None);
+    }
+    open_gpu(mode).await
+}
+
+fn cpu(note: String, gpu_adapter: Option<String>) -> (Box<dyn Backend>, Choice) {
     let cpu = CpuBackend::new(1);
     let name = cpu.name();
-    let (note, gpu_adapter) = if !has_webgpu {
-        ("no WebGPU in this browser: CPU (wasm SIMD)".to_string(), None)
-    } else if !prefer_gpu {
-        ("WebGPU available but not requested (gpu=0): CPU (wasm SIMD)".to_string(), None)
-    } else {
-        probe_gpu().await
-    };
     (Box::new(cpu), Choice { kind: "cpu", name, note, gpu_adapter })
 }
 
 /// Opens and self-tests the WebGPU backend (feature `gpu`).
 #[cfg(feature = "gpu")]
-async fn probe_gpu() -> (String, Option<String>) {
-    use tessera_gpu::{GpuOptions, Selected, select_async};
+async fn open_gpu(mode: GpuMode) -> (Box<dyn Backend>, Choice) {
+    use tessera_gpu::{GpuOptions, GpuOrCpu, Selected, select_async};
     match select_async(GpuOptions::default(), 1).await {
-        Selected::Gpu(g) => {
-            let adapter = g.name();
-            (format!("WebGPU ok ({adapter}, self-test passed) but not used yet: the peer's task path is synchronous; CPU (wasm SIMD)"), Some(adapter))
+        Selected::Gpu(g) if g.is_software() && mode != GpuMode::Force => {
+            let adapter = g.adapter_name();
+            cpu(format!("WebGPU adapter {adapter} is a software renderer, slower than wasm SIMD (gpu=1 uses it anyway): CPU (wasm SIMD)"), Some(adapter))
         }
-        Selected::Cpu { reason, .. } => (format!("WebGPU unusable ({reason}): CPU (wasm SIMD)"), None),
+        Selected::Gpu(g) => {
+            let adapter = g.adapter_name();
+            let be = GpuOrCpu::new(Selected::Gpu(g), 1);
+            let name = be.name();
+            let note = format!("WebGPU ({adapter}), self-test passed; falls back to the CPU if the GPU fails");
+            (Box::new(be), Choice { kind: "webgpu", name, note, gpu_adapter: Some(adapter) })
+        }
+        Selected::Cpu { reason, .. } => cpu(format!("WebGPU unusable ({reason}): CPU (wasm SIMD)"), None),
     }
 }
 
 #[cfg(not(feature = "gpu"))]
-async fn probe_gpu() -> (String, Option<String>) {
-    ("WebGPU detected; this build has no GPU backend (tessera-web feature `gpu`): CPU (wasm SIMD)".to_string(), None)
+async fn open_gpu(_mode: GpuMode) -> (Box<dyn Backend>, Choice) {
+    cpu("WebGPU detected; this build has no GPU backend (tessera-web feature `gpu`): CPU (wasm SIMD)".into(), None)
 }

@@ -1,6 +1,11 @@
 //! `PeerApp`: the peer page's engine. Order of use from JavaScript:
-//! `new PeerApp(name)` → `await init_backend(preferGpu)` → `await
+//! `new PeerApp(name)` → `await init_backend(gpu)` → `await
 //! profile("quick")` → `start(location.href)` → poll `status()`.
+//!
+//! On the CPU a task runs inside the page's work slice; on WebGPU it is
+//! taken from the peer (`Peer::next_task`), awaited, and handed back
+//! (`Peer::complete`), one at a time, while the page keeps answering the
+//! coordinator.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,12 +15,13 @@ use tessera_kernels::Backend;
 use tessera_mesh::peer::PeerStatus;
 use tessera_mesh::transport::signal::Role;
 use tessera_mesh::transport::web::{MeshInfo, WebConfig, WebMesh};
+use tessera_mesh::peer::PendingTask;
 use tessera_mesh::{Input, Peer, PeerConfig};
 use tessera_plan::DeviceProfile;
-use tessera_runtime::profile::{ProfileConfig, measure};
+use tessera_runtime::profile::{ProfileConfig, measure_async};
 use wasm_bindgen::prelude::*;
 
-use super::backend::{self, Choice};
+use super::backend::{self, Choice, GpuMode};
 use super::{Interval, Scheduler, carry_out, drive, js_err, perf_now, sleep_ms, to_json};
 use crate::view::{ProfileRow, profile_rows};
 
@@ -48,6 +54,8 @@ struct Inner {
     timings: Timings,
     last_error: Option<String>,
     slices: u64,
+    /// A task is out on the GPU (async backends run one at a time).
+    busy: bool,
 }
 
 /// The peer page's engine (see the module docs).
@@ -89,17 +97,21 @@ impl PeerApp {
             timings: Timings::default(),
             last_error: None,
             slices: 0,
+            busy: false,
         };
         PeerApp { rc: Rc::new(RefCell::new(inner)) }
     }
 
-    /// Chooses the backend (WebGPU if available and `prefer_gpu`, else
-    /// CPU). Resolves to the choice as JSON `{kind, name, note}`.
-    pub fn init_backend(&self, prefer_gpu: bool) -> js_sys::Promise {
+    /// Chooses the backend: `gpu` is the page's `gpu=` parameter ("0":
+    /// CPU, "1": WebGPU whenever it passes its self-test, "" or "auto":
+    /// WebGPU on a hardware adapter). Resolves to the choice as JSON
+    /// `{kind, name, note, gpu_adapter}`.
+    pub fn init_backend(&self, gpu: String) -> js_sys::Promise {
         let rc = self.rc.clone();
         wasm_bindgen_futures::future_to_promise(async move {
+            let mode = GpuMode::parse(&gpu).map_err(js_err)?;
             let has = rc.borrow().caps.webgpu;
-            let (b, choice) = backend::choose(prefer_gpu, has).await;
+            let (b, choice) = backend::choose(mode, has).await;
             let json = to_json(&choice);
             let mut s = rc.borrow_mut();
             s.backend = Some(b);
@@ -123,19 +135,22 @@ impl PeerApp {
                 "none" => None,
                 other => return Err(js_err(format!("unknown profile mode {other:?} (quick, fast, full, none)"))),
             };
-            let mut s = rc.borrow_mut();
-            s.profile_mode = mode;
-            let Some(cfg) = cfg else {
-                s.profile = None;
-                return Ok(JsValue::from("[]"));
+            let (backend, name, memory_mb) = {
+                let mut s = rc.borrow_mut();
+                s.profile_mode = mode;
+                let Some(_) = cfg else {
+                    s.profile = None;
+                    return Ok(JsValue::from("[]"));
+                };
+                let b = s.backend.take().unwrap_or_else(|| Box::new(tessera_kernels::CpuBackend::new(1)));
+                (b, format!("browser:{}", s.name), s.caps.memory_gb.map_or(2048.0, |g| (g * 1024.0 * 0.5).min(2048.0)))
             };
-            if s.backend.is_none() {
-                s.backend = Some(Box::new(tessera_kernels::CpuBackend::new(1)));
-            }
-            let memory_mb = s.caps.memory_gb.map_or(2048.0, |g| (g * 1024.0 * 0.5).min(2048.0));
+            // No borrow is held across the awaits (the page polls status()).
             let t0 = perf_now();
-            let name = format!("browser:{}", s.name);
-            let p = measure(s.backend.as_deref().expect("set above"), &name, memory_mb, cfg, &perf_now).map_err(js_err)?;
+            let res = measure_async(backend.as_ref(), &name, memory_mb, cfg.expect("checked above"), &perf_now).await;
+            let mut s = rc.borrow_mut();
+            s.backend = Some(backend);
+            let p = res.map_err(js_err)?;
             s.timings.profile_ms = Some(perf_now() - t0);
             let rows = to_json(&profile_rows(&p));
             s.profile = Some(p);
@@ -237,7 +252,8 @@ fn pump(s: &mut Inner) {
 
 /// One slice of work: events in, queued tasks run until the slice is used
 /// up (events are taken between tasks so pings are answered on time), then
-/// yield and come back if tasks remain.
+/// yield and come back if tasks remain. On an async backend the next task
+/// is sent off to the GPU instead ([`run_on_gpu`]), one at a time.
 fn work(rc: &Rc<RefCell<Inner>>) {
     let Ok(mut g) = rc.try_borrow_mut() else {
         return;
@@ -245,11 +261,23 @@ fn work(rc: &Rc<RefCell<Inner>>) {
     let s = &mut *g;
     s.slices += 1;
     let t0 = perf_now();
+    let is_async = s.choice.as_ref().is_some_and(Choice::is_async);
     loop {
         pump(s);
         let (Some(peer), Some(mesh)) = (s.peer.as_mut(), s.mesh.as_ref()) else { return };
-        if peer.queued() == 0 {
+        if s.busy || peer.queued() == 0 {
             break;
+        }
+        if is_async {
+            let (task, outs) = peer.next_task();
+            if let Some(e) = carry_out(mesh, outs) {
+                s.last_error = Some(e);
+            }
+            if let Some(t) = task {
+                s.busy = true;
+                run_on_gpu(Rc::downgrade(rc), t);
+            }
+            continue;
         }
         if let Some(e) = carry_out(mesh, peer.run_next()) {
             s.last_error = Some(e);
@@ -258,11 +286,34 @@ fn work(rc: &Rc<RefCell<Inner>>) {
             break;
         }
     }
-    if s.peer.as_ref().is_some_and(|p| p.queued() > 0)
+    if !s.busy
+        && s.peer.as_ref().is_some_and(|p| p.queued() > 0)
         && let Some(sc) = &s.sched
     {
         sc.schedule();
     }
+}
+
+/// Awaits one task's kernels on the GPU, hands the task back to the peer
+/// and schedules the next slice of work.
+fn run_on_gpu(app: std::rc::Weak<RefCell<Inner>>, mut task: PendingTask) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let t0 = perf_now();
+        let res = task.execute().await;
+        let ms = perf_now() - t0;
+        let Some(rc) = app.upgrade() else { return };
+        let mut g = rc.borrow_mut();
+        let s = &mut *g;
+        s.busy = false;
+        if let (Some(peer), Some(mesh)) = (s.peer.as_mut(), s.mesh.as_ref())
+            && let Some(e) = carry_out(mesh, peer.complete(task, res, ms))
+        {
+            s.last_error = Some(e);
+        }
+        if let Some(sc) = &s.sched {
+            sc.schedule();
+        }
+    });
 }
 
 fn tick(rc: &Rc<RefCell<Inner>>) {
