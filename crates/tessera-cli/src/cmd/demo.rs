@@ -50,6 +50,10 @@ pub struct Args {
     /// Bind the LAN address so phones can join.
     #[arg(long)]
     lan: bool,
+    /// Kernels the native peers run on: `gpu` shares this machine's GPU
+    /// (wgpu) among them, with CPU fallback reported to the coordinator.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    backend: String,
 }
 
 /// One peer's line of the summary.
@@ -196,11 +200,18 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     // Peers: one thread each, a WebRTC connection each.
-    let backend_probe = CpuBackend::new(1);
-    let profile = tessera_runtime::profile::measure(&backend_probe, "native", 4096.0, tessera_runtime::profile::ProfileConfig::quick(), &super::clock_ms)?;
+    let gpu = (a.backend == "gpu").then(|| super::gpu_or_cpu(1));
+    let make_backend = |gpu: Option<tessera_gpu::GpuOrCpu>| -> Box<dyn Backend> {
+        match gpu {
+            Some(g) => Box::new(g),
+            None => Box::new(CpuBackend::new(1)),
+        }
+    };
+    let profile = tessera_runtime::profile::measure(make_backend(gpu.clone()).as_ref(), "native", 4096.0, tessera_runtime::profile::ProfileConfig::quick(), &super::clock_ms)?;
     let peers: Vec<PeerThread> = (0..a.peers)
         .map(|i| {
             let profile = profile.clone();
+            let gpu = gpu.clone();
             PeerThread::spawn(
                 server.url.clone(),
                 format!("native-{i}"),
@@ -208,7 +219,7 @@ pub fn run(a: Args) -> Result<()> {
                     let mut cfg = PeerConfig::new(format!("native-{i}"));
                     cfg.profile = Some(profile);
                     cfg.caps = vec!["native".into()];
-                    Peer::new(cfg, Box::new(CpuBackend::new(1)), clock())
+                    Peer::new(cfg, make_backend(gpu), clock())
                 }),
             )
         })
