@@ -206,7 +206,7 @@ function peersTable(st) {
       <td>${bar((p.compute_avg_ms || 0) / maxLat)}</td>
       <td>${bar(p.utilisation, "util")}<span class="muted">${num(100 * p.utilisation, 0)}%</span></td>
       <td class="num">${bytes(p.link.bytes_out)} / ${bytes(p.link.bytes_in)}</td>
-      <td class="num">${bytes(p.weight_bytes)}<br><span class="muted">${num((100 * p.weight_bytes) / Math.max(1, st.model.weight_bytes), 0)}% of model</span></td>
+      <td class="num">${bytes(p.weight_bytes)}<br><span class="muted">${num((100 * p.weight_bytes) / Math.max(1, st.model.weight_bytes), 0)}% of model${p.weight_bytes_reused ? ", " + bytes(p.weight_bytes_reused) + " reused" : ""}</span></td>
       <td class="num">${ms(p.join_to_ready_ms, 0)}</td>
     </tr>`;
   });
@@ -280,7 +280,7 @@ function render() {
     <div><b class="big">${f.reruns}</b><span>re-runs</span></div>
     <div><b class="big">${c.replans}</b><span>plans</span></div>
     <div><b class="big">${ms(c.last_recovery_ms, 0)}</b><span>last recovery</span></div>
-    <div><b class="big">${bytes(c.weight_bytes_sent)}</b><span>weights shipped (model ${bytes(c.model_weight_bytes)})</span></div>`;
+    <div><b class="big">${bytes(c.weight_bytes_sent)}</b><span>weights shipped (model ${bytes(c.model_weight_bytes)}; re-plans re-use what peers hold)</span></div>`;
   $("#chart").innerHTML = sparkline(rate, { label: "frames/s over time (2 s window)" });
   peersTable(st);
   if (st.plan_view && c.plan) {

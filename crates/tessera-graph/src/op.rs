@@ -375,6 +375,18 @@ impl Op {
         }
     }
 
+    /// The constant tensors this op holds (weights, biases, BN statistics,
+    /// constants), for whoever stores or ships them by identity.
+    pub fn tensors(&self) -> Vec<&Arc<Tensor>> {
+        match self {
+            Op::Const(t) => vec![t],
+            Op::Conv(c) => std::iter::once(&c.weight).chain(&c.bias).collect(),
+            Op::Dense(d) => std::iter::once(&d.weight).chain(&d.bias).collect(),
+            Op::BatchNorm(b) => vec![&b.scale, &b.bias, &b.mean, &b.var],
+            _ => Vec::new(),
+        }
+    }
+
     /// Learned parameters held by this op (weights, biases, BN scale and
     /// shift; BN running statistics are buffers, not parameters, as in
     /// PyTorch's count).

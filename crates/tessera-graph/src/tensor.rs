@@ -75,6 +75,26 @@ impl Tensor {
         self.data.len() * 4
     }
 
+    /// A 64-bit fingerprint of the shape and the exact f32 bits: how the
+    /// mesh names a weight a peer already holds, so that a re-plan does
+    /// not send it again. Not cryptographic; equal tensors always agree.
+    pub fn content_hash(&self) -> u64 {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(29);
+        let mut h = mix(0x7e55_e7a0, self.shape.len() as u64);
+        for &d in &self.shape {
+            h = mix(h, d as u64);
+        }
+        let mut pairs = self.data.chunks_exact(2);
+        for p in &mut pairs {
+            h = mix(h, (p[0].to_bits() as u64) << 32 | p[1].to_bits() as u64);
+        }
+        for v in pairs.remainder() {
+            h = mix(h, v.to_bits() as u64);
+        }
+        mix(h, self.data.len() as u64)
+    }
+
     /// The same data under another shape with the same element count.
     pub fn reshaped(self, shape: Vec<usize>) -> Result<Tensor> {
         Tensor::new(shape, self.data)

@@ -89,6 +89,8 @@ impl ErrorCode {
     pub const OVERLOADED: ErrorCode = ErrorCode(9);
     /// A bug on the sending side.
     pub const INTERNAL: ErrorCode = ErrorCode(10);
+    /// A plan referred to weights the peer no longer holds: send them.
+    pub const MISSING_WEIGHTS: ErrorCode = ErrorCode(11);
 
     /// Short name for logs and dashboards.
     pub fn name(self) -> &'static str {
@@ -103,6 +105,7 @@ impl ErrorCode {
             8 => "task-failed",
             9 => "overloaded",
             10 => "internal",
+            11 => "missing-weights",
             _ => "unknown",
         }
     }

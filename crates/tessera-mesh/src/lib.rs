@@ -34,6 +34,7 @@ pub mod error;
 pub mod msg;
 pub mod peer;
 pub mod transport;
+pub mod weights;
 pub mod wire;
 
 pub use coordinator::{Coordinator, CoordinatorConfig, CoordinatorStatus, FrameId};

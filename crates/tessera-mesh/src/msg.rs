@@ -122,6 +122,12 @@ pub struct WireTask {
 impl WireTask {
     /// Packs a runtime task: exports its sub-graph (its weights only).
     pub fn from_peer_task(t: &PeerTask, label: String) -> WireTask {
+        WireTask::from_peer_task_with(t, label, &mut |_| None)
+    }
+
+    /// [`Self::from_peer_task`], leaving out each weight for which
+    /// `external` gives a location (one the peer holds: see [`crate::weights`]).
+    pub fn from_peer_task_with(t: &PeerTask, label: String, external: &mut dyn FnMut(&tessera_graph::Tensor) -> Option<String>) -> WireTask {
         let piece = |p: &Piece| PieceMeta { value: p.value, region: p.region.clone() };
         WireTask {
             stage: t.stage,
@@ -134,7 +140,7 @@ impl WireTask {
                 local_regions: t.local_regions.clone(),
                 weight_bytes: t.weight_bytes() as u64,
             },
-            onnx: tessera_onnx::export(&t.graph),
+            onnx: tessera_onnx::export_with(&t.graph, external),
         }
     }
 
@@ -142,7 +148,13 @@ impl WireTask {
     /// checks it against the metadata (input count and shapes, output
     /// count), so that a malformed plan fails here, not in a kernel.
     pub fn into_peer_task(self) -> Result<PeerTask, MeshError> {
-        let opts = tessera_onnx::ImportOptions::default();
+        self.into_peer_task_with(tessera_onnx::ExternalWeights::default())
+    }
+
+    /// [`Self::into_peer_task`], resolving weights sent by reference from
+    /// `held`.
+    pub fn into_peer_task_with(self, held: tessera_onnx::ExternalWeights) -> Result<PeerTask, MeshError> {
+        let opts = tessera_onnx::ImportOptions { external: held, ..Default::default() };
         let graph = tessera_graph::passes::optimize(&tessera_onnx::import_owned(self.onnx, &opts)?)?;
         let m = self.meta;
         let bad = |msg: String| MeshError::Invalid(format!("task {}/{}: {msg}", self.stage, self.task));

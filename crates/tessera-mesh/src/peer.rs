@@ -7,7 +7,8 @@
 //! No I/O, threads or clocks of its own: a driver feeds it [`Input`]s and
 //! carries out the [`Output`]s, in the browser and natively alike.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tessera_graph::Tensor;
@@ -18,6 +19,7 @@ use tessera_runtime::{Job, RunTask, Runner};
 use crate::endpoint::{Endpoint, LinkCounters, Received};
 use crate::error::{ErrorCode, MeshError};
 use crate::msg::{BackendNote, Hello, LoadAck, LoadPlan, Msg};
+use crate::weights;
 use crate::wire::{DEFAULT_CHUNK_BYTES, Limits};
 use crate::{Input, Output, PeerId};
 
@@ -69,6 +71,8 @@ struct Loaded {
     summary: String,
     weight_bytes: u64,
     bytes_received: u64,
+    /// Its weights by content hash: what later plans may refer to.
+    weights: HashMap<u64, Arc<Tensor>>,
 }
 
 /// A snapshot for the peer page.
@@ -186,8 +190,17 @@ impl Peer {
             name: self.cfg.name.clone(),
             backend: self.backend.name(),
             agent: format!("tessera-mesh {} ({})", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH),
-            caps: self.cfg.caps.clone(),
+            caps: self.cfg.caps.iter().cloned().chain((!self.cfg.caps.iter().any(|c| c == weights::CAP)).then(|| weights::CAP.to_string())).collect(),
             profile: self.cfg.profile.clone(),
+        }
+    }
+
+    /// Forgets which weights it holds (tests: a later plan's references
+    /// then go unresolved, as after a lost plan).
+    #[doc(hidden)]
+    pub fn forget_weights(&mut self) {
+        for l in self.plans.values_mut() {
+            l.weights.clear();
         }
     }
 
@@ -315,16 +328,21 @@ impl Peer {
     fn load(&mut self, from: PeerId, about: u32, p: LoadPlan, bytes: u64) {
         self.plan_bytes += bytes;
         let t0 = (self.clock)();
+        // Weights sent by reference come from the plans held (shared).
+        let held = tessera_onnx::ExternalWeights(self.plans.values().flat_map(|l| l.weights.iter().map(|(h, t)| (weights::location(*h), t.clone()))).collect());
         let res = (|| -> Result<Loaded, MeshError> {
             let mut labels = Vec::with_capacity(p.tasks.len());
             let mut tasks = Vec::with_capacity(p.tasks.len());
+            let mut named = HashMap::new();
             for t in p.tasks {
                 labels.push(t.meta.label.clone());
-                tasks.push(t.into_peer_task()?);
+                let task = t.into_peer_task_with(held.clone())?;
+                named.extend(weights::named(&task.graph));
+                tasks.push(task);
             }
             let runner = Runner::new(p.device, tasks, self.backend.as_ref())?;
             let weight_bytes = runner.weight_bytes() as u64;
-            Ok(Loaded { device: p.device, runner, labels, summary: p.summary, weight_bytes, bytes_received: bytes })
+            Ok(Loaded { device: p.device, runner, labels, summary: p.summary, weight_bytes, bytes_received: bytes, weights: named })
         })();
         match res {
             Ok(l) => {
@@ -346,7 +364,9 @@ impl Peer {
             Err(e) => {
                 let text = format!("plan {}: {e}", p.plan);
                 self.last_error = Some(text.clone());
-                self.ep.refuse(from, ErrorCode::LOAD_FAILED, about, &text, &mut self.out);
+                // Weights referred to but dropped meanwhile: the coordinator resends.
+                let code = if matches!(e, MeshError::Onnx(tessera_onnx::OnnxError::MissingExternal { .. })) { ErrorCode::MISSING_WEIGHTS } else { ErrorCode::LOAD_FAILED };
+                self.ep.refuse(from, code, about, &text, &mut self.out);
             }
         }
     }

@@ -150,3 +150,67 @@ fn status_serialises() {
     assert_eq!(ps.tasks_run, 12);
     serde_json::to_string(&ps).unwrap();
 }
+
+/// Sums over peers: (plan wire bytes, weight bytes sent, weight bytes reused).
+fn plan_bytes(m: &MemoryMesh) -> (u64, u64, u64) {
+    let st = m.coordinator.status();
+    st.peers.iter().fold((0, 0, 0), |a, p| (a.0 + p.plan_wire_bytes, a.1 + p.weight_bytes_total, a.2 + p.weight_bytes_reused))
+}
+
+/// Runs until a plan newer than `epoch` runs.
+fn wait_new_plan(m: &mut MemoryMesh, epoch: u32) {
+    assert!(m.run_until(|m| m.coordinator.current_plan().is_some_and(|e| e > epoch) && !m.coordinator.is_loading(), 60_000.0), "no new plan");
+}
+
+/// A re-plan ships each peer only the weights it does not hold yet: the
+/// same plan again costs next to nothing on the wire, a different split
+/// reuses what overlaps; the outputs stay equal to the local run.
+#[test]
+fn replans_send_only_new_weights() {
+    for (name, first, second) in [("lenet", "modnn", "modnn"), ("lenet", "modnn", "deeperthings"), ("mobilenetv2", "deepthings", "deepthings")] {
+        let g = model(name);
+        let xs = inputs(&g, name, 3);
+        let want = reference(&g, &xs);
+        let mut m = mesh(&g, config(name, first), 3, MeshOptions::default());
+        let (wire0, sent0, reused0) = plan_bytes(&m);
+        assert_eq!(reused0, 0);
+        let epoch = m.coordinator.current_plan().unwrap();
+        if second == first {
+            m.replan();
+        } else {
+            m.coordinator.set_planner(second, vec![]).unwrap();
+        }
+        wait_new_plan(&mut m, epoch);
+        let (wire1, sent1, reused1) = plan_bytes(&m);
+        let (wire, sent, reused) = (wire1 - wire0, sent1 - sent0, reused1 - reused0);
+        println!("{name} {first} -> {second}: first plan {wire0} wire bytes ({sent0} of weights); re-plan {wire} wire bytes, {sent} of weights sent, {reused} reused");
+        assert!(reused > 0, "{name}: nothing reused");
+        if second == first {
+            assert!(sent * 20 < sent0, "{name}: the same plan sent {sent} weight bytes again");
+            assert!(wire * 5 < wire0, "{name}: the same plan cost {wire} wire bytes (first {wire0})");
+        }
+        let got = m.run_frames(xs, 120_000.0).unwrap();
+        check(&got, &want, &format!("{name} after re-plan"));
+    }
+}
+
+/// A peer that no longer holds weights a plan refers to says so; the
+/// coordinator sends them in full and the peer serves on.
+#[test]
+fn missing_weights_are_sent_again() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 6);
+    let want = reference(&g, &xs);
+    let mut m = mesh(&g, config("lenet", "modnn"), 3, MeshOptions::default());
+    for id in m.peer_ids() {
+        m.peer_mut(id).unwrap().forget_weights();
+    }
+    let epoch = m.coordinator.current_plan().unwrap();
+    m.replan();
+    wait_new_plan(&mut m, epoch);
+    let st = m.coordinator.status();
+    assert!(st.events.iter().any(|e| e.contains("lacked weights")), "{:#?}", st.events);
+    assert!(st.peers.iter().all(|p| p.state != "dead"), "{:#?}", st.peers.iter().map(|p| (&p.name, &p.dead_reason)).collect::<Vec<_>>());
+    let got = m.run_frames(xs, 60_000.0).unwrap();
+    check(&got, &want, "after a resend");
+}

@@ -16,6 +16,9 @@ pub enum OnnxError {
     /// A graph input, output or initializer is malformed or unsupported.
     #[error("ONNX {kind} '{name}': {msg}")]
     Value { kind: &'static str, name: String, msg: String },
+    /// An initializer names external data the importer was not given.
+    #[error("ONNX initializer '{name}' refers to external weight '{location}', which is not held here")]
+    MissingExternal { name: String, location: String },
     /// One node cannot be imported.
     #[error("node '{node}' ({op}, opset {opset}): {msg}")]
     Node { node: String, op: String, opset: i64, msg: String },

@@ -8,6 +8,10 @@
 //! Flatten → Softmax → Reshape; HardSwish (opset 14) becomes
 //! `x * HardSigmoid(x)`. The only IR feature opset 13 cannot express,
 //! dilated average pooling, raises the model to opset 19.
+//!
+//! [`export_with`] may leave chosen weights out, as ONNX external data
+//! whose `location` names them (the mesh ships a re-plan's weights that a
+//! peer already holds this way: see `ImportOptions::external`).
 
 use std::collections::HashSet;
 
@@ -18,13 +22,16 @@ use tessera_graph::{Activation, Graph, Op, Tensor};
 use crate::proto::tensor_shape_proto::{dimension, Dimension};
 use crate::proto::type_proto;
 use crate::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 use crate::value::{dt, transpose2};
 
 /// The opset exported models declare (19 where dilated average pooling needs it).
 pub const EXPORT_OPSET: i64 = 13;
 
+/// `TensorProto.data_location` of data kept outside the model.
+const EXTERNAL: i32 = 1;
 const A_FLOAT: i32 = 1;
 const A_INT: i32 = 2;
 const A_STRING: i32 = 3;
@@ -75,13 +82,14 @@ fn tensor_i64(name: &str, v: &[i64]) -> TensorProto {
     TensorProto { name: Some(name.into()), dims: vec![v.len() as i64], data_type: Some(dt::INT64), int64_data: v.to_vec(), ..Default::default() }
 }
 
-struct Exporter {
+struct Exporter<'a> {
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     names: HashSet<String>,
+    external: &'a mut dyn FnMut(&Tensor) -> Option<String>,
 }
 
-impl Exporter {
+impl Exporter<'_> {
     /// A value name not used yet, derived from `base`.
     fn fresh(&mut self, base: &str) -> String {
         let mut name = base.to_string();
@@ -95,8 +103,24 @@ impl Exporter {
 
     fn init_f32(&mut self, base: &str, t: &Tensor) -> String {
         let name = self.fresh(base);
-        self.inits.push(tensor_proto(&name, t));
+        self.push_f32(&name, t);
         name
+    }
+
+    /// An f32 initializer, inline or, where `external` says so, by reference.
+    fn push_f32(&mut self, name: &str, t: &Tensor) {
+        let proto = match (self.external)(t) {
+            Some(location) => TensorProto {
+                name: Some(name.into()),
+                dims: t.shape().iter().map(|&d| d as i64).collect(),
+                data_type: Some(dt::FLOAT),
+                data_location: Some(EXTERNAL),
+                external_data: vec![StringStringEntryProto { key: Some("location".into()), value: Some(location) }],
+                ..Default::default()
+            },
+            None => tensor_proto(name, t),
+        };
+        self.inits.push(proto);
     }
 
     fn init_i64(&mut self, base: &str, v: &[i64]) -> String {
@@ -158,7 +182,13 @@ impl Exporter {
 
 /// Writes `graph` as an ONNX model (see the module docs for the mapping).
 pub fn export(graph: &Graph) -> Vec<u8> {
-    let mut ex = Exporter { nodes: Vec::new(), inits: Vec::new(), names: graph.nodes().iter().map(|n| n.name.clone()).collect() };
+    export_with(graph, &mut |_| None)
+}
+
+/// [`export`], writing each f32 initializer for which `external` returns a
+/// location as ONNX external data at that location (no bytes) instead.
+pub fn export_with(graph: &Graph, external: &mut dyn FnMut(&Tensor) -> Option<String>) -> Vec<u8> {
+    let mut ex = Exporter { nodes: Vec::new(), inits: Vec::new(), names: graph.nodes().iter().map(|n| n.name.clone()).collect(), external };
     let mut inputs = Vec::new();
     let mut opset = EXPORT_OPSET;
     let nodes = graph.nodes();
@@ -168,7 +198,7 @@ pub fn export(graph: &Graph) -> Vec<u8> {
         let in_shape = |k: usize| -> &[usize] { &nodes[n.inputs[k]].shape };
         match &n.op {
             Op::Input => inputs.push(value_info(name, &n.shape)),
-            Op::Const(t) => ex.inits.push(tensor_proto(name, t)),
+            Op::Const(t) => ex.push_f32(name, t),
             Op::Conv(c) => {
                 let w = ex.init_f32(&format!("{name}::weight"), &c.weight);
                 let mut ins = vec![x()[0].clone(), w];

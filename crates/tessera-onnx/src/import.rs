@@ -51,6 +51,21 @@ struct Importer {
     lim: Limits,
 }
 
+/// An initializer held as external data: the weight `opts.external` has
+/// at its `location`, which must match its type and dims.
+fn external(t: &crate::proto::TensorProto, name: &str, opts: &ImportOptions) -> Result<Const, OnnxError> {
+    let bad = |msg: String| OnnxError::Value { kind: "initializer", name: name.to_string(), msg };
+    let location = t.external_data.iter().find(|e| e.key.as_deref() == Some("location")).and_then(|e| e.value.clone()).ok_or_else(|| bad("external data without a location".into()))?;
+    let w = opts.external.0.get(&location).ok_or_else(|| OnnxError::MissingExternal { name: name.to_string(), location: location.clone() })?;
+    if t.data_type != Some(dt::FLOAT) {
+        return Err(bad(format!("external data of type {} (only float is held by reference)", dt::name(t.data_type.unwrap_or(0)))));
+    }
+    if t.dims.len() != w.shape().len() || t.dims.iter().zip(w.shape()).any(|(&d, &s)| d < 0 || d as u64 != s as u64) {
+        return Err(bad(format!("dims {:?} do not match the held weight's {:?}", t.dims, w.shape())));
+    }
+    Ok(Const::shared(w.clone()))
+}
+
 /// Imports a decoded model.
 pub fn import_model(mut model: ModelProto, opts: &ImportOptions) -> Result<Graph, OnnxError> {
     let opset = default_opset(&model)?;
@@ -74,7 +89,11 @@ pub fn import_model(mut model: ModelProto, opts: &ImportOptions) -> Result<Graph
         if name.is_empty() {
             return Err(OnnxError::Model("an initializer has no name".into()));
         }
-        let c = from_proto(&t, &lim).map_err(|msg| OnnxError::Value { kind: "initializer", name: name.clone(), msg })?;
+        let c = if t.data_location == Some(1) || !t.external_data.is_empty() {
+            external(&t, &name, opts)?
+        } else {
+            from_proto(&t, &lim).map_err(|msg| OnnxError::Value { kind: "initializer", name: name.clone(), msg })?
+        };
         t.raw_data = None;
         imp.vals.insert(name, Val::Const(Arc::new(c)));
     }

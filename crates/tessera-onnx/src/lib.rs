@@ -35,7 +35,7 @@ use prost::Message;
 use tessera_graph::{Graph, Tensor};
 
 pub use error::OnnxError;
-pub use export::{export, EXPORT_OPSET};
+pub use export::{export, export_with, EXPORT_OPSET};
 pub use import::{MAX_OPSET, MIN_OPSET};
 
 /// Knobs of the importer.
@@ -49,11 +49,33 @@ pub struct ImportOptions {
     /// The most elements any one tensor may have, constant or run-time
     /// (default 2^28: 1 GiB of f32). Larger shapes are an error.
     pub max_elements: usize,
+    /// Weights that initializers may name as external data (by their
+    /// `location`), instead of carrying them; none by default, and an
+    /// external reference not found here is an error.
+    pub external: ExternalWeights,
 }
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions { input_shapes: Vec::new(), batch: 1, max_elements: 1 << 28 }
+        ImportOptions { input_shapes: Vec::new(), batch: 1, max_elements: 1 << 28, external: ExternalWeights::default() }
+    }
+}
+
+/// f32 weights by external-data `location`, shared with the imported graph
+/// (no copy): what a mesh peer already holds ([`export_with`] writes the
+/// references).
+#[derive(Clone, Default)]
+pub struct ExternalWeights(pub std::collections::HashMap<String, std::sync::Arc<Tensor>>);
+
+impl std::fmt::Debug for ExternalWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExternalWeights({} tensors)", self.0.len())
+    }
+}
+
+impl PartialEq for ExternalWeights {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.len() == o.0.len() && self.0.iter().all(|(k, v)| o.0.get(k).is_some_and(|w| std::sync::Arc::ptr_eq(v, w) || v == w))
     }
 }
 

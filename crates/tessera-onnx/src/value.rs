@@ -120,6 +120,10 @@ impl Const {
         let t = Tensor::new(shape, data).expect("shape and data lengths agree");
         Const { ty, data: Data::F(Arc::new(t)) }
     }
+    /// An f32 constant sharing `t` (a weight held by reference).
+    pub fn shared(t: Arc<Tensor>) -> Const {
+        Const { ty: dt::FLOAT, data: Data::F(t) }
+    }
     /// An integer constant of integer type `ty`.
     pub fn ints(ty: i32, shape: Vec<usize>, data: Vec<i64>) -> Const {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());

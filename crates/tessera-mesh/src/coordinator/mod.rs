@@ -465,6 +465,7 @@ impl Coordinator {
                 p.name = if h.name.trim().is_empty() { format!("peer-{from}") } else { h.name.chars().take(64).collect() };
                 p.backend = h.backend;
                 p.agent = h.agent;
+                p.weight_refs = h.caps.iter().any(|c| c == crate::weights::CAP);
                 p.caps = h.caps;
                 p.profile = h.profile;
                 p.state = PeerState::Probing;
@@ -519,7 +520,9 @@ impl Coordinator {
                 let name = p.name.clone();
                 self.last_error = Some(format!("peer {name}: {}: {}", e.code, e.text));
                 self.event(format!("peer {from} reports {}: {}", e.code, e.text));
-                if e.code == ErrorCode::TASK_FAILED || e.code == ErrorCode::LOAD_FAILED {
+                if e.code == ErrorCode::MISSING_WEIGHTS {
+                    self.resend_in_full(from);
+                } else if e.code == ErrorCode::TASK_FAILED || e.code == ErrorCode::LOAD_FAILED {
                     self.mark_dead(from, &format!("cannot run its tasks ({}: {})", e.code, e.text), true);
                 }
             }
@@ -784,6 +787,7 @@ impl Coordinator {
                 }
                 if let Some(p) = self.peers.get_mut(pid) {
                     p.in_flight = 0;
+                    p.held_weights.remove(&epoch);
                 }
             }
         }
@@ -801,9 +805,12 @@ impl Coordinator {
         let Some(act) = self.plans.remove(&epoch) else { return };
         for m in &act.members {
             if let Member::Peer(pid) = m
-                && self.peers.get(pid).is_some_and(|p| p.alive())
+                && let Some(p) = self.peers.get_mut(pid)
             {
-                self.ep.send(*pid, &Msg::Unload { plan: epoch }, &mut self.out);
+                p.held_weights.remove(&epoch);
+                if p.alive() {
+                    self.ep.send(*pid, &Msg::Unload { plan: epoch }, &mut self.out);
+                }
             }
         }
     }

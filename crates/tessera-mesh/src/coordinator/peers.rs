@@ -2,7 +2,7 @@
 //! themselves, what the probes measured, how their tasks actually ran, and
 //! whether they have drifted from their profile.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use tessera_plan::{DeviceProfile, Link};
 
@@ -62,6 +62,13 @@ pub(crate) struct PeerEntry {
     pub weight_bytes_total: u64,
     /// Wire bytes of every LoadPlan sent.
     pub plan_wire_bytes: u64,
+    /// The peer resolves weight references (capability `weight-refs`).
+    pub weight_refs: bool,
+    /// Content hashes of the weights of each plan shipped to it and not
+    /// unloaded: what a new plan may refer to instead of sending.
+    pub held_weights: BTreeMap<u32, HashSet<u64>>,
+    /// Weight bytes a plan referred to rather than sent.
+    pub weight_bytes_reused: u64,
     pub tensor_bytes_out: u64,
     pub tensor_bytes_in: u64,
     pub dead_reason: Option<String>,
@@ -100,6 +107,9 @@ impl PeerEntry {
             weight_bytes: 0,
             weight_bytes_total: 0,
             plan_wire_bytes: 0,
+            weight_refs: false,
+            held_weights: BTreeMap::new(),
+            weight_bytes_reused: 0,
             tensor_bytes_out: 0,
             tensor_bytes_in: 0,
             dead_reason: None,

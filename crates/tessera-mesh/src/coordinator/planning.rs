@@ -3,7 +3,7 @@
 //! live peers, running the planner (with the model-secret fallback),
 //! shipping each peer its slice, and switching plans once every ack is in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use tessera_plan::planners::{self, Request};
@@ -16,6 +16,42 @@ use super::{Coordinator, PeerState, Want};
 use crate::PeerId;
 use crate::error::{MeshError, Result};
 use crate::msg::{LoadPlan, Msg, WireTask};
+use crate::weights;
+
+/// A peer's tasks packed for the wire: weights in `held` go by reference.
+struct Packed {
+    tasks: Vec<WireTask>,
+    /// Content hashes of every weight the tasks need (held after loading).
+    hashes: HashSet<u64>,
+    /// Weight bytes referred to instead of sent.
+    reused: u64,
+}
+
+fn pack(tasks: &[PeerTask], label: impl Fn(&PeerTask) -> String, held: &HashSet<u64>) -> Packed {
+    let mut cache = weights::HashCache::default();
+    let mut hashes = HashSet::new();
+    for t in tasks {
+        let named = weights::named(&t.graph);
+        cache.remember(&named);
+        hashes.extend(named.keys().copied());
+    }
+    let mut reused = 0u64;
+    let mut wire = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let mut refer = |w: &tessera_graph::Tensor| {
+            if w.bytes() < weights::MIN_BYTES || held.is_empty() {
+                return None;
+            }
+            let h = cache.hash(w);
+            held.contains(&h).then(|| {
+                reused += w.bytes() as u64;
+                weights::location(h)
+            })
+        };
+        wire.push(WireTask::from_peer_task_with(t, label(t), &mut refer));
+    }
+    Packed { tasks: wire, hashes, reused }
+}
 
 impl Coordinator {
     pub(super) fn want_replan(&mut self, reason: &str, urgent: bool) {
@@ -140,6 +176,28 @@ impl Coordinator {
         self.ship(plan, cluster, vec![Member::Local], reason)
     }
 
+    /// A peer lacked weights a LoadPlan referred to (it dropped a plan
+    /// meanwhile): forget what it was thought to hold and send its tasks of
+    /// every plan still loading again, in full.
+    pub(super) fn resend_in_full(&mut self, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else { return };
+        p.held_weights.clear();
+        let name = p.name.clone();
+        let loading: Vec<u32> = self.plans.values().filter(|a| a.state == PlanState::Loading && a.pending.contains(&id)).map(|a| a.epoch).collect();
+        for epoch in loading {
+            let act = &self.plans[&epoch];
+            let Some(d) = act.device_of(id) else { continue };
+            let tasks = PeerTask::for_device(&act.program, d);
+            let packed = pack(&tasks, |t| plans::task_label(&self.graph, &act.plan, t.stage, t.task), &HashSet::new());
+            let summary = format!("plan {epoch} ({}) for {}: device {d} of {}", act.plan.planner, act.plan.model, act.members.len());
+            let bytes = self.ep.send(id, &Msg::LoadPlan(LoadPlan { plan: epoch, device: d, summary, tasks: packed.tasks }), &mut self.out);
+            let p = self.peers.get_mut(&id).expect("checked above");
+            p.plan_wire_bytes += bytes;
+            p.held_weights.insert(epoch, packed.hashes);
+            self.event(format!("peer {name} lacked weights of plan {epoch}: sent them in full"));
+        }
+    }
+
     pub(super) fn ship(&mut self, plan: Plan, cluster: Cluster, members: Vec<Member>, reason: &str) -> Result<()> {
         let program = Arc::new(Program::new(self.graph.clone(), &plan)?);
         let epoch = self.next_epoch;
@@ -157,10 +215,10 @@ impl Coordinator {
                     local = Some(Runner::new(d, tasks, backend.as_ref())?);
                 }
                 Member::Peer(id) if !tasks.is_empty() => {
-                    let wire: Vec<WireTask> =
-                        tasks.iter().map(|t| WireTask::from_peer_task(t, plans::task_label(&self.graph, &plan, t.stage, t.task))).collect();
+                    let held: HashSet<u64> = self.peers.get(id).filter(|p| p.weight_refs).map(|p| p.held_weights.values().flatten().copied().collect()).unwrap_or_default();
+                    let packed = pack(&tasks, |t| plans::task_label(&self.graph, &plan, t.stage, t.task), &held);
                     let summary = format!("plan {epoch} ({}) for {}: device {d} of {}", plan.planner, plan.model, members.len());
-                    loads.push((*id, LoadPlan { plan: epoch, device: d, summary, tasks: wire }, weight_bytes[d]));
+                    loads.push((*id, LoadPlan { plan: epoch, device: d, summary, tasks: packed.tasks }, weight_bytes[d], packed.hashes, packed.reused));
                 }
                 Member::Peer(_) => {}
             }
@@ -171,13 +229,15 @@ impl Coordinator {
             self.drop_plan(old);
         }
         let mut pending = BTreeSet::new();
-        for (id, lp, wb) in loads {
+        for (id, lp, wb, hashes, reused) in loads {
             let bytes = self.ep.send(id, &Msg::LoadPlan(lp), &mut self.out);
             let p = self.peers.get_mut(&id).expect("candidate");
             p.plan_wire_bytes += bytes;
             p.weight_bytes = wb;
-            p.weight_bytes_total += wb;
-            self.weight_bytes_sent += wb;
+            p.weight_bytes_total += wb - reused;
+            p.weight_bytes_reused += reused;
+            p.held_weights.insert(epoch, hashes);
+            self.weight_bytes_sent += wb - reused;
             pending.insert(id);
         }
         let act = Active {

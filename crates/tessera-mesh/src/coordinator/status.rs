@@ -151,8 +151,11 @@ pub struct PeerInfo {
     pub drift_streak: usize,
     /// Weight bytes of its slice in the newest plan, and in all plans.
     pub weight_bytes: u64,
-    /// (all plans)
+    /// Weight bytes sent to it over all plans (weights it already held are
+    /// referred to, not sent again).
     pub weight_bytes_total: u64,
+    /// Weight bytes re-plans referred to instead of sending.
+    pub weight_bytes_reused: u64,
     /// Wire bytes of every LoadPlan sent to it.
     pub plan_wire_bytes: u64,
     /// Task input bytes sent to it / output bytes received from it.
@@ -278,6 +281,7 @@ impl Coordinator {
                     drift_streak: p.drift_streak,
                     weight_bytes: p.weight_bytes,
                     weight_bytes_total: p.weight_bytes_total,
+                    weight_bytes_reused: p.weight_bytes_reused,
                     plan_wire_bytes: p.plan_wire_bytes,
                     tensor_bytes_out: p.tensor_bytes_out,
                     tensor_bytes_in: p.tensor_bytes_in,

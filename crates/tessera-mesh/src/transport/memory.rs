@@ -309,6 +309,14 @@ impl MemoryMesh {
         }
     }
 
+    /// The peer state machine of `id`, to act on it (tests).
+    pub fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        match self.peers.get_mut(&id).map(|p| &mut p.node) {
+            Some(Node::Peer { peer, .. }) => Some(peer),
+            _ => None,
+        }
+    }
+
     /// Ids of peers whose channel is open.
     pub fn peer_ids(&self) -> Vec<PeerId> {
         self.peers.iter().filter(|(_, p)| p.open).map(|(k, _)| *k).collect()
