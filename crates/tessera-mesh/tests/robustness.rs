@@ -48,6 +48,7 @@ fn corpus() -> Vec<Vec<u8>> {
         Msg::Unload { plan: 3 },
         Msg::Bye { reason: "done".into() },
         Msg::error(ErrorCode::BAD_FRAME, 4, "x"),
+        Msg::Backend(tessera_mesh::msg::BackendNote { backend: "cpu".into(), notes: vec!["GPU lost".into()], profile: Some(tessera_plan::cluster::profile("pi4").unwrap()) }),
     ] {
         out.extend(msg.to_frames(7, 1000).unwrap());
     }
@@ -317,6 +318,13 @@ fn peer_survives_mutated_plans_and_runs() {
     let program = Arc::new(Program::new(g.clone(), &plan).unwrap());
     let tasks: Vec<WireTask> = PeerTask::for_device(&program, 0).iter().map(|t| WireTask::from_peer_task(t, String::new())).collect();
     let load = Msg::LoadPlan(LoadPlan { plan: 1, device: 0, summary: String::new(), tasks }).encode();
+    // Plan 2: the same tasks with every weight by reference (held from plan 1).
+    let by_ref: Vec<WireTask> = PeerTask::for_device(&program, 0)
+        .iter()
+        .map(|t| WireTask::from_peer_task_with(t, String::new(), &mut |w| (w.bytes() >= tessera_mesh::weights::MIN_BYTES).then(|| tessera_mesh::weights::location(w.content_hash()))))
+        .collect();
+    let load_ref = Msg::LoadPlan(LoadPlan { plan: 2, device: 0, summary: String::new(), tasks: by_ref }).encode();
+    assert!(load_ref.len() * 4 < load.len());
     let mut hub = Hub::new(program.clone());
     let runs: Vec<Vec<u8>> = hub
         .admit(0, inputs(&g, "lenet", 1).remove(0))
@@ -332,10 +340,18 @@ fn peer_survives_mutated_plans_and_runs() {
         let _ = p.handle(Input::Frame(0, f));
     }
     assert_eq!(p.status().plan, Some(1));
+    for f in wire::frames(Kind::LoadPlan, 2, &load_ref, 60_000).unwrap() {
+        let _ = p.handle(Input::Frame(0, f));
+    }
+    assert_eq!(p.status().plan, Some(2), "{:?}", p.status().last_error);
     let mut rng = Rng::new(3);
     let mut id = 10;
     for i in 0..600 {
-        let (kind, base) = if i % 5 == 0 { (Kind::LoadPlan, &load) } else { (Kind::Run, &runs[rng.range(0, runs.len() - 1)]) };
+        let (kind, base) = match i % 10 {
+            0 => (Kind::LoadPlan, &load),
+            5 => (Kind::LoadPlan, &load_ref),
+            _ => (Kind::Run, &runs[rng.range(0, runs.len() - 1)]),
+        };
         let mut b = base.clone();
         for _ in 0..rng.range(1, 4) {
             let k = rng.range(0, b.len() - 1);
