@@ -353,3 +353,32 @@ fn backend_fallback_is_reported_to_the_coordinator() {
     assert_eq!(ps.backend_notes.len(), 1, "{:?}", ps.backend_notes);
     assert_eq!(st.frames.lost, 0);
 }
+
+/// A peer whose GPU never opened (the backend's first note) says so to
+/// every coordinator it connects to, right after its Hello.
+#[test]
+fn a_peer_reports_why_it_has_no_gpu() {
+    use std::cell::RefCell;
+    use tessera_kernels::{Backend, CpuBackend, Executable, KernelError};
+
+    struct NoGpu(CpuBackend, RefCell<Vec<String>>);
+    impl Backend for NoGpu {
+        fn name(&self) -> String {
+            self.0.name()
+        }
+        fn compile(&self, g: &tessera_graph::Graph) -> Result<Box<dyn Executable>, KernelError> {
+            self.0.compile(g)
+        }
+        fn take_notes(&self) -> Vec<String> {
+            std::mem::take(&mut *self.1.borrow_mut())
+        }
+    }
+    let g = model("lenet");
+    let c = Coordinator::new(g.clone(), config("lenet", "hyps")).unwrap();
+    let mut m = MemoryMesh::new(c, MeshOptions::default());
+    let note = "GPU not used (no GPU adapter): computing on the CPU".to_string();
+    m.add_peer(PeerSpec { backend: Some(Box::new(NoGpu(CpuBackend::new(1), RefCell::new(vec![note])))), ..PeerSpec::new("laptop") });
+    assert!(m.wait_ready(60_000.0));
+    let st = m.coordinator.status();
+    assert!(st.events.iter().any(|e| e.contains("laptop") && e.contains("GPU not used")), "{:#?}", st.events);
+}
