@@ -225,13 +225,27 @@ async function scenario(browser, url, origin) {
   }
 
   // The WebGPU tab: chose WebGPU, the coordinator knows, and it computed.
+  // (MoDNN gives every peer a share of every layer, so the tab has work
+  // whatever the tessera planner made of its profile.)
   {
+    const planned = (name) => async () => {
+      const c = (await status(coord)).coordinator;
+      return c.phase === "running" && !c.loading && c.plan && c.plan.plan.planner === name && c.plan.members.length === expected ? c : null;
+    };
+    await coord.page.evaluate(() => window.tessera.app.set_planner("modnn"));
+    await until("a MoDNN plan over every peer", planned("modnn"), 30000, 100);
+    const n0 = (await status(coord)).totals.results;
+    await coord.page.evaluate(() => window.tessera.app.submit_mnist(10));
+    const sg = await until("10 results on the MoDNN plan", async () => { const s = await status(coord); return s.totals.results >= n0 + 10 ? s : null; }, 30000, 100);
+    check(sg.totals.matched === sg.totals.compared, `MoDNN plan with the WebGPU tab matches the local run (${sg.totals.matched}/${sg.totals.compared})`);
     const gst = await status(peers[0]);
-    const cp = c1.peers.find((p) => p.name === peers[0].name);
+    const cp = sg.coordinator.peers.find((p) => p.name === peers[0].name);
     check(gst.backend && gst.backend.kind === "webgpu", `${peers[0].name} computes on WebGPU: ${gst.backend && gst.backend.note}`);
     check(cp && cp.backend.startsWith("gpu "), `the coordinator sees ${peers[0].name}'s backend as ${cp && cp.backend}`);
     check(gst.peer && gst.peer.tasks_run > 0 && gst.peer.in_flight === 0, `${peers[0].name} ran ${gst.peer && gst.peer.tasks_run} tasks on WebGPU (${gst.peer && gst.peer.mean_latency_ms.toFixed(2)} ms each), none left in flight`);
     figures.webgpu_peer = { name: peers[0].name, backend: cp && cp.backend, tasks_run: gst.peer && gst.peer.tasks_run, mean_task_ms: gst.peer && gst.peer.mean_latency_ms };
+    await coord.page.evaluate(() => window.tessera.app.set_planner("tessera"));
+    await until("the tessera plan again", planned("tessera"), 30000, 100);
   }
 
   // Per-task round trip: single frames, one at a time (no queueing): the
@@ -269,11 +283,13 @@ async function scenario(browser, url, origin) {
   log(`single frames: median latency ${lat.toFixed(2)} ms (min ${single[0].toFixed(2)}) over ${stages} stage(s); compute ${compute.toFixed(2)} ms; per-task round trip ${((lat - compute) / stages).toFixed(2)} ms; ping RTT ${rtts.map(([n, r]) => n + " " + r.toFixed(2)).join(", ")}`);
 
   // 4. Kill a peer tab mid-stream: every frame still completes, in order.
-  const base = FRAMES_MATCH + SINGLE_FRAMES;
+  const base = (await status(coord)).totals.results;
   const cur = (await status(coord)).coordinator;
   const inPlan = new Set(cur.plan.members.map((m) => Number(m.replace("peer ", ""))));
   let victim = null;
-  for (const t of peers) {
+  // TESSERA_E2E_VICTIM=tab-N crashes that tab (if it holds work) first.
+  const byChoice = [...peers].sort((a, b) => (b.name === process.env.TESSERA_E2E_VICTIM) - (a.name === process.env.TESSERA_E2E_VICTIM));
+  for (const t of byChoice) {
     const st = await status(t);
     if (st && st.mesh && st.peer && st.peer.id != null && inPlan.has(st.peer.id) && st.peer.tasks.length) { victim = { tab: t, id: st.peer.id }; break; }
   }
@@ -335,10 +351,14 @@ async function scenario(browser, url, origin) {
   await coord.page.reload();
   await until("the reloaded coordinator", () => coord.page.evaluate(() => window.tessera && window.tessera.ready), 30000);
   const live = expected - 1;
+  let lastC = null;
   await until(`${live} peers back with a plan running`, async () => {
-    const c = (await status(coord)).coordinator;
+    const c = (lastC = (await status(coord)).coordinator);
     return c.peers.filter((p) => p.state === "ready" || p.state === "idle").length === live && c.phase === "running" && !c.loading;
-  }, 60000, 100);
+  }, 60000, 100).catch((e) => {
+    log("coordinator after the reload:", JSON.stringify({ phase: lastC?.phase, loading: lastC?.loading, peers: lastC?.peers.map((p) => [p.name, p.state, p.dead_reason]), events: lastC?.events.slice(-12) }));
+    throw e;
+  });
   figures.coordinator_reload_to_running_ms = Date.now() - tReload;
   await coord.page.evaluate(() => window.tessera.app.submit_mnist(20));
   const s6 = await until("20 results after the reload", async () => { const s = await status(coord); return s.totals.results >= 20 ? s : null; }, 30000, 100);
@@ -403,6 +423,41 @@ async function scenario(browser, url, origin) {
   await coord.page.setViewportSize({ width: 390, height: 844 });
   await coord.page.screenshot({ path: join(OUT, "coordinator-phone.png"), fullPage: true });
   figures.native_peer = native ? "included" : "not available (no `tessera peer`)";
+
+  await browserJoinsNativeDemo(browser);
+}
+
+// 10. The other direction: a browser tab joins the room of `tessera demo`
+// (a native coordinator and native peer), is welcomed, profiled and
+// counted live by the native coordinator.
+async function browserJoinsNativeDemo(browser) {
+  const demo = spawn(TESSERA, ["demo", "--peers", "1", "--larger", "none", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+  children.push(demo);
+  let out = "";
+  demo.stdout.on("data", (d) => { out += d; if (process.env.TESSERA_E2E_VERBOSE) process.stdout.write("[demo] " + d); });
+  demo.stderr.on("data", (d) => { out += d; });
+  try {
+    const url = await until("tessera demo to open its room to browsers", () => {
+      const m = out.match(/join URL: (http:\/\/127\.0\.0\.1:\d+\/\?room=\w+&token=\w+)/);
+      return m && out.includes("The room stays open") ? m[1] : null;
+    }, 120000, 250);
+    const origin = new URL(url).origin;
+    const tab = await openPage(browser, origin, `${url}&name=tab-into-demo&profile=fast&gpu=0`, "tab-into-demo");
+    const st = await until("the tab to be welcomed by the native coordinator", async () => {
+      const s = await status(tab);
+      return s && s.peer && s.peer.connected && s.peer.id != null && s.peer.model === "lenet" ? s : null;
+    }, 60000, 200);
+    check(true, `a browser tab joined tessera demo's room: member ${st.mesh.id}, peer ${st.peer.id}, model ${st.peer.model}`);
+    const live = await until("the demo to count the tab live", () => {
+      const m = [...out.matchAll(/(\d+) live peers/g)].pop();
+      return m && Number(m[1]) >= 2 ? Number(m[1]) : null;
+    }, 30000, 250);
+    check(live >= 2, `tessera demo's coordinator counts ${live} live peers (its native peer and the tab)`);
+    figures.browser_into_native_demo = { peer: st.peer.id, live_peers: live, tasks_run: (await status(tab)).peer.tasks_run };
+    await tab.ctx.close();
+  } finally {
+    try { demo.kill("SIGTERM"); } catch {}
+  }
 }
 
 main()
