@@ -93,7 +93,12 @@ fn gpu_peer_losing_its_device_keeps_serving() {
     let mut exe = CpuBackend::new(1).compile(&g).unwrap();
     let local: Vec<Tensor> = inputs.iter().map(|x| exe.run(std::slice::from_ref(x)).unwrap().remove(0)).collect();
 
-    let gpu_peer = PeerThread::spawn(server.url.clone(), "gpu-peer".into(), Box::new(move || Peer::new(PeerConfig::new("gpu-peer"), Box::new(gpu), clock())));
+    // Re-measured after the loss (a small profile: this is a test).
+    let reprofile = Box::new(|b: &dyn Backend| {
+        let cfg = tessera_runtime::profile::ProfileConfig { sizes: 3, repeats: 1, max_flops: 2e7 };
+        tessera_runtime::profile::measure(b, "gpu-peer", 4096.0, cfg, &|| std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64() * 1e3).ok()
+    });
+    let gpu_peer = PeerThread::spawn(server.url.clone(), "gpu-peer".into(), Box::new(move || Peer::new(PeerConfig::new("gpu-peer"), Box::new(gpu), clock()).with_reprofile(reprofile)));
     let cpu_peer = peer(&server.url, 1);
     let mesh = NativeMesh::join(&server.url, NativeConfig::new(Role::Coordinator, "test")).unwrap();
     let cfg = CoordinatorConfig { model: "lenet".into(), planner: "modnn".into(), window: 4, ..Default::default() };
@@ -135,6 +140,8 @@ fn gpu_peer_losing_its_device_keeps_serving() {
     assert!(gp.backend.ends_with("(GPU lost)"), "the coordinator still shows {:?}", gp.backend);
     let ev: Vec<&String> = st.events.iter().filter(|e| e.contains("gpu-peer")).collect();
     assert!(ev.iter().any(|e| e.contains("lost")), "{ev:#?}");
+    // The fresh CPU profile came along: a re-plan on it, not after drift.
+    assert!(ev.iter().any(|e| e.contains("changed backend")), "{ev:#?}");
     println!("GPU peer after the loss: {}; events: {ev:#?}", gp.backend);
     lp.close("done");
     let _ = gpu_peer.stop();

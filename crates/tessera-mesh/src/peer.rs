@@ -5,7 +5,16 @@
 //! backend and returns their outputs, timed with an injected clock.
 //!
 //! No I/O, threads or clocks of its own: a driver feeds it [`Input`]s and
-//! carries out the [`Output`]s, in the browser and natively alike.
+//! carries out the [`Output`]s, in the browser and natively alike. Tasks
+//! run inside `handle` (a native peer), one per [`Peer::run_next`] (a
+//! browser peer on the CPU, which must stay responsive), or are taken out
+//! and handed back ([`Peer::next_task`] / [`Peer::complete`]) by a driver
+//! whose kernels complete asynchronously (the browser's WebGPU).
+//!
+//! When the backend changes underneath (a GPU lost, the CPU taking over:
+//! `Backend::take_notes`), the peer tells the coordinator in a `Backend`
+//! message, with a fresh profile when the driver gave it a way to measure
+//! one ([`Peer::with_reprofile`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -131,6 +140,9 @@ pub struct Peer {
     last_error: Option<String>,
     in_flight: usize,
     backend_notes: Vec<String>,
+    reprofile: Option<Box<dyn Fn(&dyn Backend) -> Option<DeviceProfile>>>,
+    /// The backend name the coordinator last heard (Hello or Backend).
+    last_backend: Option<String>,
     out: Vec<Output>,
 }
 
@@ -180,8 +192,19 @@ impl Peer {
             last_error: None,
             in_flight: 0,
             backend_notes: Vec::new(),
+            reprofile: None,
+            last_backend: None,
             out: Vec::new(),
         }
+    }
+
+    /// Measures a fresh profile with `f` when the backend changes under the
+    /// peer (natively: `tessera_runtime::profile::measure` on the backend,
+    /// ~1 s), so the coordinator re-plans on what the peer now is at once
+    /// rather than after its tasks drift.
+    pub fn with_reprofile(mut self, f: Box<dyn Fn(&dyn Backend) -> Option<DeviceProfile>>) -> Peer {
+        self.reprofile = Some(f);
+        self
     }
 
     /// The Hello this peer introduces itself with.
@@ -215,6 +238,7 @@ impl Peer {
                     self.coordinator = Some(id);
                     self.ep.open(id);
                     let hello = Msg::Hello(self.hello());
+                    self.last_backend = Some(self.backend.name());
                     self.ep.send(id, &hello, &mut self.out);
                     // What the backend went through so far (no GPU, a
                     // fallback), for this coordinator too.
@@ -463,7 +487,14 @@ impl Peer {
             return;
         }
         if let Some(to) = self.coordinator {
-            let note = BackendNote { backend: self.backend.name(), notes, profile: None };
+            let name = self.backend.name();
+            let changed = self.last_backend.as_deref() != Some(name.as_str());
+            let profile = if changed { self.reprofile.as_ref().and_then(|f| f(self.backend.as_ref())) } else { None };
+            if let Some(p) = &profile {
+                self.cfg.profile = Some(p.clone());
+            }
+            self.last_backend = Some(name.clone());
+            let note = BackendNote { backend: name, notes, profile };
             self.ep.send(to, &Msg::Backend(note), &mut self.out);
         }
     }

@@ -219,7 +219,7 @@ pub fn run(a: Args) -> Result<()> {
                     let mut cfg = PeerConfig::new(format!("native-{i}"));
                     cfg.profile = Some(profile);
                     cfg.caps = vec!["native".into()];
-                    Peer::new(cfg, make_backend(gpu), clock())
+                    Peer::new(cfg, make_backend(gpu), clock()).with_reprofile(super::reprofile(format!("native-{i}")))
                 }),
             )
         })

@@ -32,6 +32,18 @@ pub fn gpu_or_cpu(threads: usize) -> tessera_gpu::GpuOrCpu {
     be
 }
 
+/// How a native peer re-measures itself when its backend changes (a GPU
+/// lost): a quick profile of the new backend.
+pub fn reprofile(name: String) -> Box<dyn Fn(&dyn tessera_kernels::Backend) -> Option<tessera_plan::DeviceProfile>> {
+    Box::new(move |b| {
+        let p = tessera_runtime::profile::measure(b, &name, 4096.0, tessera_runtime::profile::ProfileConfig::quick(), &clock_ms);
+        if let Err(e) = &p {
+            eprintln!("note: cannot re-profile on {}: {e}", b.name());
+        }
+        p.ok()
+    })
+}
+
 /// Median of a non-empty list.
 pub fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));

@@ -44,10 +44,10 @@ pub fn run(a: Args) -> Result<()> {
     };
     let mesh = NativeMesh::join(&a.url, NativeConfig::new(Role::Peer, name.clone())).map_err(anyhow::Error::msg).context("cannot join the room")?;
     eprintln!("joined room {} as peer {} ({}); waiting for work, Ctrl-C to leave", mesh.room(), mesh.id(), backend.name());
-    let mut cfg = PeerConfig::new(name);
+    let mut cfg = PeerConfig::new(name.clone());
     cfg.profile = Some(profile);
     cfg.caps = vec!["native".into()];
-    let mut peer = Peer::new(cfg, backend, clock());
+    let mut peer = Peer::new(cfg, backend, clock()).with_reprofile(super::reprofile(name));
     let stop = AtomicBool::new(false);
     let clk = clock();
     run_peer(&mesh, &mut peer, &stop, &*clk).map_err(anyhow::Error::msg)
