@@ -32,6 +32,9 @@ use crate::weights;
 use crate::wire::{DEFAULT_CHUNK_BYTES, Limits};
 use crate::{Input, Output, PeerId};
 
+/// Measures a profile of a backend (see [`Peer::with_reprofile`]).
+pub type Reprofile = Box<dyn Fn(&dyn Backend) -> Option<DeviceProfile>>;
+
 /// How many recent task latencies the status keeps.
 const RECENT: usize = 16;
 
@@ -140,7 +143,7 @@ pub struct Peer {
     last_error: Option<String>,
     in_flight: usize,
     backend_notes: Vec<String>,
-    reprofile: Option<Box<dyn Fn(&dyn Backend) -> Option<DeviceProfile>>>,
+    reprofile: Option<Reprofile>,
     /// The backend name the coordinator last heard (Hello or Backend).
     last_backend: Option<String>,
     out: Vec<Output>,
@@ -202,7 +205,7 @@ impl Peer {
     /// peer (natively: `tessera_runtime::profile::measure` on the backend,
     /// ~1 s), so the coordinator re-plans on what the peer now is at once
     /// rather than after its tasks drift.
-    pub fn with_reprofile(mut self, f: Box<dyn Fn(&dyn Backend) -> Option<DeviceProfile>>) -> Peer {
+    pub fn with_reprofile(mut self, f: Reprofile) -> Peer {
         self.reprofile = Some(f);
         self
     }

@@ -67,6 +67,9 @@ impl PeerTask {
     }
 }
 
+/// A task's executable, or `None` while lent to a [`Job`].
+type Slot = Option<Box<dyn Executable>>;
+
 /// One task between [`Runner::prepare`] and [`Runner::finish`]: its
 /// assembled inputs and the executable lent out to run them.
 pub struct Job {
@@ -88,7 +91,7 @@ impl Job {
 pub struct Runner {
     pub device: usize,
     /// Each task with its executable (`None` while a [`Job`] has it).
-    tasks: HashMap<(usize, usize), (PeerTask, Option<Box<dyn Executable>>)>,
+    tasks: HashMap<(usize, usize), (PeerTask, Slot)>,
     /// Outputs this device produced, per (frame, stage, task), for reuse.
     held: HashMap<(u64, usize, usize), Vec<Tensor>>,
 }

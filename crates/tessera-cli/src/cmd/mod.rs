@@ -34,7 +34,7 @@ pub fn gpu_or_cpu(threads: usize) -> tessera_gpu::GpuOrCpu {
 
 /// How a native peer re-measures itself when its backend changes (a GPU
 /// lost): a quick profile of the new backend.
-pub fn reprofile(name: String) -> Box<dyn Fn(&dyn tessera_kernels::Backend) -> Option<tessera_plan::DeviceProfile>> {
+pub fn reprofile(name: String) -> tessera_mesh::peer::Reprofile {
     Box::new(move |b| {
         let p = tessera_runtime::profile::measure(b, &name, 4096.0, tessera_runtime::profile::ProfileConfig::quick(), &clock_ms);
         if let Err(e) = &p {
