@@ -20,11 +20,21 @@ pub fn clock_ms() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
 }
 
-/// The GPU backend with CPU fallback (`--backend gpu` of `run` and `peer`):
-/// wgpu when an adapter opens and passes its self-test, else the CPU with
-/// `threads` threads; says which on stderr.
-pub fn gpu_or_cpu(threads: usize) -> tessera_gpu::GpuOrCpu {
-    let (be, reason) = tessera_gpu::backend_or_cpu(tessera_gpu::GpuOptions::from_env(), threads);
+/// How long a mesh peer's GPU may take for one task before it counts as
+/// hung and the CPU takes over: well under the coordinator's 15 s silence
+/// limit, so a hung GPU costs the peer its GPU, not its place in the mesh.
+pub const PEER_GPU_TIMEOUT_MS: u64 = 8_000;
+
+/// The GPU backend with CPU fallback (`--backend gpu` of `run`, `peer` and
+/// `demo`): wgpu when an adapter opens and passes its self-test, else the
+/// CPU with `threads` threads; says which on stderr. `timeout_ms`: how long
+/// one run may wait for the GPU (`None`: the wgpu backend's default).
+pub fn gpu_or_cpu(threads: usize, timeout_ms: Option<u64>) -> tessera_gpu::GpuOrCpu {
+    let mut opts = tessera_gpu::GpuOptions::from_env();
+    if let Some(t) = timeout_ms {
+        opts.timeout_ms = t;
+    }
+    let (be, reason) = tessera_gpu::backend_or_cpu(opts, threads);
     match reason {
         Some(r) => eprintln!("note: GPU not used ({r}); running on the CPU"),
         None => eprintln!("backend: {}", tessera_kernels::Backend::name(&be)),

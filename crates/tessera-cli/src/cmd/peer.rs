@@ -36,7 +36,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.threads != Some(0), "--threads must be at least 1");
     let threads = a.threads.unwrap_or_else(|| CpuBackend::default().threads());
-    let backend: Box<dyn Backend> = if a.backend == "gpu" { Box::new(super::gpu_or_cpu(threads)) } else { Box::new(CpuBackend::new(threads)) };
+    let backend: Box<dyn Backend> = if a.backend == "gpu" { Box::new(super::gpu_or_cpu(threads, Some(super::PEER_GPU_TIMEOUT_MS))) } else { Box::new(CpuBackend::new(threads)) };
     let name = a.name.clone().unwrap_or_else(|| std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "native".into()));
     let profile = match &a.profile {
         Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?).with_context(|| format!("{} is not a device profile", p.display()))?,
