@@ -124,8 +124,9 @@ pub fn backend_or_cpu(opts: GpuOptions, cpu_threads: usize) -> (GpuOrCpu, Option
 /// and moves a compiled graph to the CPU if the GPU fails while running it
 /// (the failed run is repeated there, so the caller sees no error). Once
 /// the device is lost every later graph compiles for the CPU. Each fallback
-/// is a note for the coordinator ([`Backend::take_notes`]).
-#[derive(Clone)]
+/// is a note for the coordinator ([`Backend::take_notes`]). A clone shares
+/// the device but keeps its own notes (starting from a copy): each peer
+/// built on a clone reports what its own graphs ran into.
 pub struct GpuOrCpu {
     gpu: Option<GpuBackend>,
     cpu: CpuBackend,
@@ -133,7 +134,7 @@ pub struct GpuOrCpu {
 }
 
 /// Fallbacks not yet taken, and whether the device's loss was noted.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Notes {
     pending: Vec<String>,
     all: Vec<String>,
@@ -166,10 +167,27 @@ impl GpuOrCpu {
     }
 }
 
+/// Notes kept for [`GpuOrCpu::notes`] (and pending at most): a graph that
+/// fails on every re-plan must not grow them without bound.
+const MAX_NOTES: usize = 64;
+
 fn note(notes: &Mutex<Notes>, msg: String) {
-    if let Ok(mut n) = notes.lock() {
+    if let Ok(mut guard) = notes.lock() {
+        let n = &mut *guard;
+        for list in [&mut n.pending, &mut n.all] {
+            if list.len() == MAX_NOTES {
+                list.remove(0);
+            }
+        }
         n.pending.push(msg.clone());
         n.all.push(msg);
+    }
+}
+
+impl Clone for GpuOrCpu {
+    fn clone(&self) -> GpuOrCpu {
+        let notes = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
+        GpuOrCpu { gpu: self.gpu.clone(), cpu: self.cpu.clone(), notes: Arc::new(Mutex::new(notes)) }
     }
 }
 

@@ -134,6 +134,9 @@ fn fallbacks_to_cpu() {
     let x = vec![Tensor::full(g.input_shape(), 0.5)];
     let mut exe = be.compile(&g).unwrap();
     let mut other = be.compile(&g).unwrap();
+    // A clone (another peer on the same GPU) keeps its own notes.
+    let be2 = be.clone();
+    let mut exe2 = be2.compile(&g).unwrap();
     let before = exe.run(&x).unwrap();
     assert!(be.take_notes().is_empty());
     let gpu = be.gpu().unwrap().clone();
@@ -150,6 +153,10 @@ fn fallbacks_to_cpu() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].contains("lost") && notes[0].contains("computing on the CPU"), "{notes:?}");
     assert!(be.take_notes().is_empty(), "notes are drained");
+    assert!(be2.take_notes().is_empty(), "the clone has not run since the loss");
+    assert!(exe2.run(&x).unwrap()[0].max_rel_diff(&before[0]) <= TOL);
+    let notes2 = be2.take_notes();
+    assert!(notes2.len() == 1 && notes2[0].contains("lost"), "the clone reports the loss itself: {notes2:?}");
     assert!(be.gpu().is_none());
     assert!(be.name().starts_with("cpu") && be.name().ends_with("(GPU lost)"), "{}", be.name());
     // Later graphs compile straight for the CPU.

@@ -85,6 +85,10 @@ struct Loaded {
     bytes_received: u64,
     /// Its weights by content hash: what later plans may refer to.
     weights: HashMap<u64, Arc<Tensor>>,
+    /// Unique per load on this peer: a task taken from an earlier load
+    /// under the same plan number (a new coordinator counts from 1 again)
+    /// is not handed back to this one.
+    load_id: u64,
 }
 
 /// A snapshot for the peer page.
@@ -146,6 +150,8 @@ pub struct Peer {
     reprofile: Option<Reprofile>,
     /// The backend name the coordinator last heard (Hello or Backend).
     last_backend: Option<String>,
+    /// Plans loaded so far (numbers each load).
+    loads: u64,
     out: Vec<Output>,
 }
 
@@ -155,6 +161,7 @@ pub struct Peer {
 pub struct PendingTask {
     about: u32,
     plan: u32,
+    load_id: u64,
     job: Job,
 }
 
@@ -197,6 +204,7 @@ impl Peer {
             backend_notes: Vec::new(),
             reprofile: None,
             last_backend: None,
+            loads: 0,
             out: Vec::new(),
         }
     }
@@ -304,6 +312,7 @@ impl Peer {
         self.my_id = None;
         self.plans.clear();
         self.queue.clear();
+        self.unloaded.clear();
     }
 
     fn on_message(&mut self, from: PeerId, r: Received) {
@@ -355,8 +364,10 @@ impl Peer {
     fn load(&mut self, from: PeerId, about: u32, p: LoadPlan, bytes: u64) {
         self.plan_bytes += bytes;
         let t0 = (self.clock)();
+        self.loads += 1;
+        let load_id = self.loads;
         // Weights sent by reference come from the plans held (shared).
-        let held = tessera_onnx::ExternalWeights(self.plans.values().flat_map(|l| l.weights.iter().map(|(h, t)| (weights::location(*h), t.clone()))).collect());
+        let held = tessera_onnx::ExternalWeights(Arc::new(self.plans.values().flat_map(|l| l.weights.iter().map(|(h, t)| (weights::location(*h), t.clone()))).collect()));
         let res = (|| -> Result<Loaded, MeshError> {
             let mut labels = Vec::with_capacity(p.tasks.len());
             let mut tasks = Vec::with_capacity(p.tasks.len());
@@ -369,7 +380,7 @@ impl Peer {
             }
             let runner = Runner::new(p.device, tasks, self.backend.as_ref())?;
             let weight_bytes = runner.weight_bytes() as u64;
-            Ok(Loaded { device: p.device, runner, labels, summary: p.summary, weight_bytes, bytes_received: bytes, weights: named })
+            Ok(Loaded { device: p.device, runner, labels, summary: p.summary, weight_bytes, bytes_received: bytes, weights: named, load_id })
         })();
         match res {
             Ok(l) => {
@@ -439,7 +450,7 @@ impl Peer {
             match l.runner.prepare(task) {
                 Ok(job) => {
                     self.in_flight += 1;
-                    return Some(PendingTask { about, plan, job });
+                    return Some(PendingTask { about, plan, load_id: l.load_id, job });
                 }
                 Err(e) => self.task_failed(to, about, &format!("{label}: {e}")),
             }
@@ -451,8 +462,8 @@ impl Peer {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.report_backend();
         let label = t.label();
-        let (Some(to), Some(l)) = (self.coordinator, self.plans.get_mut(&t.plan)) else {
-            return; // disconnected or unloaded meanwhile: nobody wants it
+        let (Some(to), Some(l)) = (self.coordinator, self.plans.get_mut(&t.plan).filter(|l| l.load_id == t.load_id)) else {
+            return; // disconnected, unloaded or replaced meanwhile: nobody wants it
         };
         match l.runner.finish(t.job, outputs.map_err(Into::into), compute_ms) {
             Ok(done) => {
@@ -486,12 +497,12 @@ impl Peer {
     /// fell back to the CPU), so it knows what this peer now computes on.
     fn report_backend(&mut self) {
         let notes = self.take_backend_notes();
-        if notes.is_empty() {
+        let name = self.backend.name();
+        let changed = self.last_backend.as_ref().is_some_and(|b| *b != name);
+        if notes.is_empty() && !changed {
             return;
         }
         if let Some(to) = self.coordinator {
-            let name = self.backend.name();
-            let changed = self.last_backend.as_deref() != Some(name.as_str());
             let profile = if changed { self.reprofile.as_ref().and_then(|f| f(self.backend.as_ref())) } else { None };
             if let Some(p) = &profile {
                 self.cfg.profile = Some(p.clone());

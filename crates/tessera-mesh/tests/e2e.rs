@@ -214,3 +214,23 @@ fn missing_weights_are_sent_again() {
     let got = m.run_frames(xs, 60_000.0).unwrap();
     check(&got, &want, "after a resend");
 }
+
+/// A re-plan while the previous one is still loading does not refer to the
+/// weights of the plan it supersedes (which it unloads first): no peer is
+/// left missing weights, nothing is sent twice.
+#[test]
+fn a_replan_during_loading_refers_only_to_kept_plans() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 4);
+    let want = reference(&g, &xs);
+    let mut m = mesh(&g, config("lenet", "modnn"), 3, MeshOptions::default());
+    m.coordinator.set_planner("deeperthings", vec![]).unwrap();
+    m.replan(); // urgent: ships at once, superseding the plan still loading
+    let epoch = m.coordinator.current_plan().unwrap();
+    wait_new_plan(&mut m, epoch);
+    let st = m.coordinator.status();
+    assert!(!st.events.iter().any(|e| e.contains("lacked weights")), "{:#?}", st.events);
+    assert!(st.last_error.is_none(), "{:?}", st.last_error);
+    let got = m.run_frames(xs, 60_000.0).unwrap();
+    check(&got, &want, "re-plan during loading");
+}

@@ -376,3 +376,85 @@ fn peer_survives_mutated_plans_and_runs() {
     let msgs: Vec<Msg> = frames.iter().filter_map(|f| r.push(f, 0.0).unwrap()).map(|m| Msg::decode(m.kind, &m.payload).unwrap()).collect();
     assert!(msgs.iter().any(|m| matches!(m, Msg::Done { .. })), "{msgs:?}");
 }
+
+/// A task still out on an async backend when the coordinator is replaced
+/// (a reload: the new one numbers its plans from 1 again) is not handed
+/// back into the new plan: no stale Done, and the new plan's executables
+/// (other weights) are the ones that run.
+#[test]
+fn a_task_in_flight_across_a_reconnect_is_dropped() {
+    use std::sync::Arc;
+    use tessera_mesh::msg::{LoadPlan, WireTask};
+    use tessera_runtime::{Hub, PeerTask, Program};
+
+    let g1 = model("lenet");
+    // The "new" model: the same graph with every weight halved.
+    let mut g2 = tessera_graph::Graph::new("lenet-halved");
+    for n in g1.nodes() {
+        let mut op = n.op.clone();
+        if let tessera_graph::Op::Input = op {
+            g2.input(n.name.clone(), &n.shape).unwrap();
+            continue;
+        }
+        if let tessera_graph::Op::Conv(c) = &mut op {
+            c.weight = Arc::new(tessera_graph::Tensor::new(c.weight.shape().to_vec(), c.weight.data().iter().map(|v| v * 0.5).collect()).unwrap());
+        }
+        g2.add(n.name.clone(), op, &n.inputs).unwrap();
+    }
+    g2.set_outputs(g1.outputs()).unwrap();
+    let g2 = Arc::new(g2);
+    let cluster = tessera_plan::cluster::parse("1").unwrap();
+    let load_and_runs = |g: &Arc<tessera_graph::Graph>| {
+        let req = tessera_plan::planners::Request { model: "lenet", graph: g, cluster: &cluster, sim: Default::default(), seed: 1, options: &[] };
+        let plan = tessera_plan::planners::by_name("single").unwrap().plan(&req).unwrap();
+        let program = Arc::new(Program::new(g.clone(), &plan).unwrap());
+        let tasks: Vec<WireTask> = PeerTask::for_device(&program, 0).iter().map(|t| WireTask::from_peer_task(t, String::new())).collect();
+        let load = Msg::LoadPlan(LoadPlan { plan: 1, device: 0, summary: String::new(), tasks }).encode();
+        let mut hub = Hub::new(program.clone());
+        let runs: Vec<Vec<u8>> = hub.admit(0, inputs(g, "lenet", 1).remove(0)).unwrap().into_iter().map(|d| Msg::Run { plan: 1, task: d.task }.encode()).collect();
+        (load, runs)
+    };
+    let (load1, runs1) = load_and_runs(&g1);
+    let (load2, runs2) = load_and_runs(&g2);
+    let want2 = reference(&g2, &inputs(&g2, "lenet", 1));
+
+    let mut cfg = PeerConfig::new("p");
+    cfg.defer_runs = true;
+    let mut p = Peer::new(cfg, Box::new(tessera_kernels::CpuBackend::new(1)), Box::new(|| 0.0));
+    let feed = |p: &mut Peer, kind: Kind, id: u32, bytes: &[u8]| -> Vec<Output> {
+        let mut out = Vec::new();
+        for f in wire::frames(kind, id, bytes, 60_000).unwrap() {
+            out.extend(p.handle(Input::Frame(0, f)));
+        }
+        out
+    };
+    let done_msgs = |outs: Vec<Output>| -> Vec<Msg> {
+        let mut r = Reassembler::new(Limits::coordinator());
+        outs.into_iter()
+            .filter_map(|o| if let Output::Send(_, f) = o { Some(f) } else { None })
+            .filter_map(|f| r.push(&f, 0.0).unwrap())
+            .map(|m| Msg::decode(m.kind, &m.payload).unwrap())
+            .filter(|m| matches!(m, Msg::Done { .. }))
+            .collect()
+    };
+    p.handle(Input::Connected(0));
+    feed(&mut p, Kind::LoadPlan, 1, &load1);
+    feed(&mut p, Kind::Run, 2, &runs1[0]);
+    let (old, _) = p.next_task();
+    let mut old = old.expect("a task to take");
+    let old_out = tessera_kernels::ready_now(old.execute()).unwrap();
+    // The coordinator is replaced while the task is out.
+    p.handle(Input::Disconnected(0));
+    p.handle(Input::Connected(0));
+    feed(&mut p, Kind::LoadPlan, 1, &load2);
+    let stale = p.complete(old, old_out, 1.0);
+    assert!(done_msgs(stale).is_empty(), "a task of the old coordinator's plan was reported to the new one");
+    feed(&mut p, Kind::Run, 3, &runs2[0]);
+    let (task, _) = p.next_task();
+    let mut task = task.expect("the new plan's task");
+    let out = tessera_kernels::ready_now(task.execute()).unwrap();
+    let done = done_msgs(p.complete(task, out, 1.0));
+    let Some(Msg::Done { done, .. }) = done.first() else { panic!("no Done for the new plan") };
+    let d = done.outputs[0].max_rel_diff(&want2[0][0]);
+    assert!(d <= 1e-5, "the new plan ran with other weights: rel diff {d}");
+}

@@ -65,7 +65,7 @@ impl Default for ImportOptions {
 /// (no copy): what a mesh peer already holds ([`export_with`] writes the
 /// references).
 #[derive(Clone, Default)]
-pub struct ExternalWeights(pub std::collections::HashMap<String, std::sync::Arc<Tensor>>);
+pub struct ExternalWeights(pub std::sync::Arc<std::collections::HashMap<String, std::sync::Arc<Tensor>>>);
 
 impl std::fmt::Debug for ExternalWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -58,7 +58,7 @@ fn weights_by_reference_round_trip() {
         Err(OnnxError::MissingExternal { location, .. }) => assert!(held.contains_key(&location)),
         other => panic!("expected a missing-external error, got {:?}", other.map(|_| ())),
     }
-    let opts = ImportOptions { external: ExternalWeights(held.clone()), ..Default::default() };
+    let opts = ImportOptions { external: ExternalWeights(Arc::new(held.clone())), ..Default::default() };
     let back = import_with(&bytes, &opts).unwrap();
     let mut shared = 0;
     for (a, b) in g.nodes().iter().zip(back.nodes()) {
@@ -73,6 +73,6 @@ fn weights_by_reference_round_trip() {
     for w in wrong.values_mut() {
         *w = Arc::new(Tensor::zeros(&[w.numel()]));
     }
-    let e = import_with(&bytes, &ImportOptions { external: ExternalWeights(wrong), ..Default::default() }).unwrap_err();
+    let e = import_with(&bytes, &ImportOptions { external: ExternalWeights(Arc::new(wrong)), ..Default::default() }).unwrap_err();
     assert!(e.to_string().contains("do not match"), "{e}");
 }

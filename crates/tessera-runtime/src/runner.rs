@@ -170,8 +170,9 @@ impl Runner {
     /// later tasks of the frame on this device, and says what to send.
     pub fn finish(&mut self, job: Job, outputs: Result<Vec<Tensor>>, compute_ms: f64) -> Result<TaskDone> {
         let Job { frame, stage, task, exe, .. } = job;
-        // The plan may have been replaced meanwhile: then the slot is gone.
-        if let Some((_, slot)) = self.tasks.get_mut(&(stage, task)) {
+        // The slot is gone if the plan was replaced meanwhile; it is never
+        // refilled over an executable it already has.
+        if let Some((_, slot @ None)) = self.tasks.get_mut(&(stage, task)) {
             *slot = Some(exe);
         }
         let outputs = outputs?;

@@ -527,7 +527,7 @@ impl Coordinator {
                 }
             }
             Msg::Bye { reason } => self.mark_dead(from, &format!("left ({reason})"), true),
-            Msg::Backend(b) => {
+            Msg::Backend(b) if state != PeerState::Joining => {
                 // The peer's device changed under it (its GPU fell back to the
                 // CPU). With a fresh profile, re-plan on it now; without one,
                 // the drift check re-plans once its tasks run slower.
@@ -545,7 +545,8 @@ impl Coordinator {
                 if changed {
                     self.event(format!("peer {name} now computes on {}", b.backend.chars().take(200).collect::<String>()));
                 }
-                if fresh {
+                // Only a real change re-plans (a chatty peer cannot keep the mesh re-planning).
+                if fresh && changed {
                     self.want_replan(&format!("peer {name} changed backend"), false);
                 }
             }

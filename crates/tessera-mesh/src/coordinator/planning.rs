@@ -190,9 +190,12 @@ impl Coordinator {
             let tasks = PeerTask::for_device(&act.program, d);
             let packed = pack(&tasks, |t| plans::task_label(&self.graph, &act.plan, t.stage, t.task), &HashSet::new());
             let summary = format!("plan {epoch} ({}) for {}: device {d} of {}", act.plan.planner, act.plan.model, act.members.len());
+            let wb = act.weight_bytes[d];
             let bytes = self.ep.send(id, &Msg::LoadPlan(LoadPlan { plan: epoch, device: d, summary, tasks: packed.tasks }), &mut self.out);
             let p = self.peers.get_mut(&id).expect("checked above");
             p.plan_wire_bytes += bytes;
+            p.weight_bytes_total += wb;
+            self.weight_bytes_sent += wb;
             p.held_weights.insert(epoch, packed.hashes);
             self.event(format!("peer {name} lacked weights of plan {epoch}: sent them in full"));
         }
@@ -215,7 +218,14 @@ impl Coordinator {
                     local = Some(Runner::new(d, tasks, backend.as_ref())?);
                 }
                 Member::Peer(id) if !tasks.is_empty() => {
-                    let held: HashSet<u64> = self.peers.get(id).filter(|p| p.weight_refs).map(|p| p.held_weights.values().flatten().copied().collect()).unwrap_or_default();
+                    // Not the plan still loading: this one supersedes it, and it is unloaded first.
+                    let superseded = self.loading;
+                    let held: HashSet<u64> = self
+                        .peers
+                        .get(id)
+                        .filter(|p| p.weight_refs)
+                        .map(|p| p.held_weights.iter().filter(|(e, _)| Some(**e) != superseded).flat_map(|(_, h)| h.iter().copied()).collect())
+                        .unwrap_or_default();
                     let packed = pack(&tasks, |t| plans::task_label(&self.graph, &plan, t.stage, t.task), &held);
                     let summary = format!("plan {epoch} ({}) for {}: device {d} of {}", plan.planner, plan.model, members.len());
                     loads.push((*id, LoadPlan { plan: epoch, device: d, summary, tasks: packed.tasks }, weight_bytes[d], packed.hashes, packed.reused));

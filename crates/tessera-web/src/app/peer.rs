@@ -56,6 +56,8 @@ struct Inner {
     slices: u64,
     /// A task is out on the GPU (async backends run one at a time).
     busy: bool,
+    /// `profile()` holds the backend while it measures.
+    profiling: bool,
 }
 
 /// The peer page's engine (see the module docs).
@@ -98,6 +100,7 @@ impl PeerApp {
             last_error: None,
             slices: 0,
             busy: false,
+            profiling: false,
         };
         PeerApp { rc: Rc::new(RefCell::new(inner)) }
     }
@@ -142,6 +145,10 @@ impl PeerApp {
                     s.profile = None;
                     return Ok(JsValue::from("[]"));
                 };
+                if s.profiling {
+                    return Err(js_err("already profiling"));
+                }
+                s.profiling = true;
                 let b = s.backend.take().unwrap_or_else(|| Box::new(tessera_kernels::CpuBackend::new(1)));
                 (b, format!("browser:{}", s.name), s.caps.memory_gb.map_or(2048.0, |g| (g * 1024.0 * 0.5).min(2048.0)))
             };
@@ -150,6 +157,7 @@ impl PeerApp {
             let res = measure_async(backend.as_ref(), &name, memory_mb, cfg.expect("checked above"), &perf_now).await;
             let mut s = rc.borrow_mut();
             s.backend = Some(backend);
+            s.profiling = false;
             let p = res.map_err(js_err)?;
             s.timings.profile_ms = Some(perf_now() - t0);
             let rows = to_json(&profile_rows(&p));
@@ -164,6 +172,9 @@ impl PeerApp {
         let mut s = self.rc.borrow_mut();
         if s.peer.is_some() {
             return Err(js_err("already started"));
+        }
+        if s.profiling {
+            return Err(js_err("the self-profile is still running: await profile() first"));
         }
         let backend = match s.backend.take() {
             Some(b) => b,
