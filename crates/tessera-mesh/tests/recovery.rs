@@ -191,7 +191,7 @@ fn drift_triggers_a_replan() {
     println!("after drift: {}", plan.render);
 }
 
-/// Chaos: peers join, die, freeze, leave and slow down at random while a
+/// Chaos: peers join, die, freeze, stall, leave and slow down at random while a
 /// stream runs (some peers queue their tasks, as browser peers do, some
 /// run them asynchronously, as WebGPU peers do); every
 /// frame still completes, in order, equal to the local run.
@@ -209,6 +209,7 @@ fn chaos_keeps_every_frame() {
         let mut rng = Rng::new(seed);
         let mut cfg = config("lenet", planner);
         cfg.peer_timeout_ms = 2000.0;
+        cfg.task_timeout_ms = 3000.0;
         cfg.drift_tasks = 3;
         let c = Coordinator::new(g.clone(), cfg).unwrap();
         let mut m = MemoryMesh::new(c, MeshOptions { interleave: Some(seed), ..Default::default() });
@@ -231,7 +232,7 @@ fn chaos_keeps_every_frame() {
             m.run_for(rng.f32() as f64 * 20.0);
             got.extend(m.take_results());
             let ids = m.peer_ids();
-            match rng.range(0, 6) {
+            match rng.range(0, 7) {
                 0 | 1 => {
                     joined += 1;
                     let s = spec(&mut rng, joined);
@@ -241,6 +242,7 @@ fn chaos_keeps_every_frame() {
                 3 if ids.len() > 1 => m.freeze(ids[rng.range(0, ids.len() - 1)]),
                 4 if !ids.is_empty() => m.leave(ids[rng.range(0, ids.len() - 1)], "bye"),
                 5 if !ids.is_empty() => m.set_compute_ms(ids[rng.range(0, ids.len() - 1)], 40.0),
+                6 if ids.len() > 1 => m.stall(ids[rng.range(0, ids.len() - 1)]),
                 _ => m.replan(),
             }
         }
@@ -252,7 +254,16 @@ fn chaos_keeps_every_frame() {
             600_000.0,
         );
         let st = m.coordinator.status();
-        assert!(ok, "{planner}: {} of {} frames; {:#?}", got.len(), xs.len(), st.frames);
+        if !ok {
+            eprintln!("phase {} plan {:?} members {:?}", st.phase, st.plan.as_ref().map(|p| p.epoch), st.plan.as_ref().map(|p| p.members.clone()));
+            for id in m.peer_ids() {
+                if let Some(p) = m.peer(id) {
+                    let ps = p.status();
+                    eprintln!("peer {id}: plans {:?} queue {} in_flight {} tasks_run {} err {:?}", ps.plans_held, ps.queue, ps.in_flight, ps.tasks_run, ps.last_error);
+                }
+            }
+        }
+        assert!(ok, "{planner} seed {seed}: {} of {} frames; {:#?}\n{:#?}\n{:#?}", got.len(), xs.len(), st.frames, st.peers.iter().map(|p| (p.id, &p.state, p.in_flight, &p.dead_reason)).collect::<Vec<_>>(), st.events.iter().collect::<Vec<_>>());
         check(&got, &want, &format!("chaos/{planner}"));
         assert_eq!(st.frames.lost, 0);
         println!("chaos/{planner}: {} re-plans, {} re-runs, phase {}, {} live peers", st.replans, st.frames.reruns, st.phase, m.coordinator.live_peers().len());
@@ -381,4 +392,27 @@ fn a_peer_reports_why_it_has_no_gpu() {
     assert!(m.wait_ready(60_000.0));
     let st = m.coordinator.status();
     assert!(st.events.iter().any(|e| e.contains("laptop") && e.contains("GPU not used")), "{:#?}", st.events);
+}
+
+/// A peer whose kernels hang (it still answers pings, its task never
+/// comes back) is dropped after the task timeout and its frames re-run:
+/// the stream never stalls.
+#[test]
+fn a_stuck_peer_is_dropped_and_nothing_stalls() {
+    let g = model("lenet");
+    let xs = inputs(&g, "lenet", 30);
+    let want = reference(&g, &xs);
+    let mut cfg = config("lenet", "modnn");
+    cfg.task_timeout_ms = 5_000.0;
+    let c = Coordinator::new(g.clone(), cfg).unwrap();
+    let mut m = MemoryMesh::new(c, MeshOptions::default());
+    let ids: Vec<_> = (0..3).map(|i| m.add_peer(PeerSpec { async_tasks: true, ..PeerSpec::new(format!("g{i}")) })).collect();
+    assert!(m.wait_ready(60_000.0));
+    let got = stream_with_event(&mut m, &xs, 5, |m| m.stall(ids[1]));
+    check(&got, &want, "stuck peer");
+    let st = m.coordinator.status();
+    let p = st.peers.iter().find(|p| p.id == ids[1]).unwrap();
+    assert_eq!(p.state, "dead");
+    assert!(p.dead_reason.as_deref().unwrap_or("").contains("stuck"), "{:?}", p.dead_reason);
+    assert_eq!(st.frames.lost, 0);
 }

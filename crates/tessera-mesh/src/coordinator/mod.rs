@@ -71,6 +71,10 @@ pub struct CoordinatorConfig {
     pub peer_timeout_ms: f64,
     /// A peer loading a plan may be silent this long.
     pub load_timeout_ms: f64,
+    /// A peer with tasks in flight that finishes none for this long is
+    /// dropped (its frames re-run elsewhere), though it answers pings: a
+    /// hung GPU or a stuck page must not stall the stream.
+    pub task_timeout_ms: f64,
     /// A join re-plan waits this long for other peers still probing.
     pub settle_ms: f64,
     /// Bytes of the throughput probe.
@@ -109,6 +113,7 @@ impl Default for CoordinatorConfig {
             ping_interval_ms: 1000.0,
             peer_timeout_ms: 15_000.0,
             load_timeout_ms: 120_000.0,
+            task_timeout_ms: 60_000.0,
             settle_ms: 2000.0,
             probe_bytes: 256 * 1024,
             drift_ratio: 1.2,
@@ -422,6 +427,8 @@ impl Coordinator {
             if now - p.last_heard_ms > limit {
                 let what = if p.state == PeerState::Joining { "sent no hello" } else { "silent" };
                 dead.push((p.id, format!("timed out ({what} for {:.0} ms)", now - p.last_heard_ms)));
+            } else if p.in_flight_total() > 0 && now - p.progress_ms > self.cfg.task_timeout_ms {
+                dead.push((p.id, format!("stuck ({} tasks in flight, none done for {:.0} ms)", p.in_flight_total(), now - p.progress_ms)));
             } else if p.state != PeerState::Joining && now - p.last_ping_ms >= self.cfg.ping_interval_ms {
                 ping.push(p.id);
             }
@@ -581,7 +588,7 @@ impl Coordinator {
         act.traffic.done_tensor += tensor;
         let p = self.peers.get_mut(&from).expect("members are in the table");
         p.tensor_bytes_in += tensor;
-        let drift = p.task_done(now, done.compute_ms, predicted, self.cfg.drift_ratio, self.cfg.drift_min_ms, self.cfg.drift_tasks);
+        let drift = p.task_done(epoch, now, done.compute_ms, predicted, self.cfg.drift_ratio, self.cfg.drift_min_ms, self.cfg.drift_tasks);
         if let Some(ratio) = drift {
             p.speed *= ratio;
             p.drift_pending = true;
@@ -654,7 +661,7 @@ impl Coordinator {
                 act.traffic.run_wire += wire;
                 act.traffic.run_tensor += tensor;
                 if let Some(p) = self.peers.get_mut(&id) {
-                    p.in_flight += 1;
+                    p.task_sent(epoch, self.now);
                     p.tensor_bytes_out += tensor;
                 }
             }
@@ -749,7 +756,7 @@ impl Coordinator {
         let was_live = p.state == PeerState::Live;
         p.state = PeerState::Dead;
         p.dead_reason = Some(why.to_string());
-        p.in_flight = 0;
+        p.in_flight.clear();
         let name = p.name.clone();
         if close {
             self.ep.close(id, why, &mut self.out);
@@ -787,7 +794,7 @@ impl Coordinator {
                     self.ep.send(*pid, &Msg::Unload { plan: epoch }, &mut self.out);
                 }
                 if let Some(p) = self.peers.get_mut(pid) {
-                    p.in_flight = 0;
+                    p.in_flight.remove(&epoch);
                     p.held_weights.remove(&epoch);
                 }
             }
@@ -809,6 +816,7 @@ impl Coordinator {
                 && let Some(p) = self.peers.get_mut(pid)
             {
                 p.held_weights.remove(&epoch);
+                p.in_flight.remove(&epoch);
                 if p.alive() {
                     self.ep.send(*pid, &Msg::Unload { plan: epoch }, &mut self.out);
                 }

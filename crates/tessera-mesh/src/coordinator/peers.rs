@@ -47,7 +47,11 @@ pub(crate) struct PeerEntry {
     /// Outstanding throughput probe: (seq, sent at, bytes).
     pub probe: Option<(u32, f64, usize)>,
     pub tasks_done: u64,
-    pub in_flight: u64,
+    /// Tasks sent and not done, per plan (a plan abandoned or dropped
+    /// takes only its own with it).
+    pub in_flight: BTreeMap<u32, u64>,
+    /// When it last finished a task, or got work while idle.
+    pub progress_ms: f64,
     pub compute_total_ms: f64,
     pub compute_last_ms: f64,
     pub predicted_total_ms: f64,
@@ -96,7 +100,8 @@ impl PeerEntry {
             last_ping_ms: f64::NEG_INFINITY,
             probe: None,
             tasks_done: 0,
-            in_flight: 0,
+            in_flight: BTreeMap::new(),
+            progress_ms: now,
             compute_total_ms: 0.0,
             compute_last_ms: 0.0,
             predicted_total_ms: 0.0,
@@ -160,8 +165,28 @@ impl PeerEntry {
     /// Records a finished task; returns the observed/predicted ratios if
     /// the peer has now been slower than `ratio` × its prediction (and by
     /// at least `min_ms`) for `n` consecutive tasks.
-    pub fn task_done(&mut self, now: f64, compute_ms: f64, predicted_ms: f64, ratio: f64, min_ms: f64, n: usize) -> Option<f64> {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// Tasks sent and not done, over all plans.
+    pub fn in_flight_total(&self) -> u64 {
+        self.in_flight.values().sum()
+    }
+
+    /// A task of plan `epoch` was sent.
+    pub fn task_sent(&mut self, epoch: u32, now: f64) {
+        if self.in_flight_total() == 0 {
+            self.progress_ms = now;
+        }
+        *self.in_flight.entry(epoch).or_insert(0) += 1;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn task_done(&mut self, epoch: u32, now: f64, compute_ms: f64, predicted_ms: f64, ratio: f64, min_ms: f64, n: usize) -> Option<f64> {
+        if let Some(k) = self.in_flight.get_mut(&epoch) {
+            *k = k.saturating_sub(1);
+            if *k == 0 {
+                self.in_flight.remove(&epoch);
+            }
+        }
+        self.progress_ms = now;
         self.tasks_done += 1;
         self.compute_total_ms += compute_ms;
         self.compute_last_ms = compute_ms;

@@ -273,7 +273,7 @@ impl Coordinator {
                     device: in_cur,
                     tasks,
                     tasks_done: p.tasks_done,
-                    in_flight: p.in_flight,
+                    in_flight: p.in_flight_total(),
                     compute_last_ms: p.compute_last_ms,
                     compute_avg_ms: p.compute_total_ms / n,
                     predicted_avg_ms: p.predicted_total_ms / n,

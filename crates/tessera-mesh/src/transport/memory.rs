@@ -123,6 +123,8 @@ enum Node {
         compute: Rc<Cell<f64>>,
         calls: Rc<Cell<u64>>,
         frozen: bool,
+        /// Answers messages but never finishes the task it has out.
+        stalled: bool,
         busy: bool,
         async_tasks: bool,
         /// The task out "on the GPU" (async peers) and what it returned.
@@ -257,7 +259,7 @@ impl MemoryMesh {
         cfg.defer_runs = spec.defer_runs || spec.async_tasks;
         let backend = spec.backend.unwrap_or_else(|| Box::new(CpuBackend::new(1)));
         let peer = Box::new(Peer::new(cfg, backend, clock));
-        self.insert(id, Node::Peer { peer, compute, calls, frozen: false, busy: false, async_tasks: spec.async_tasks, pending: None }, spec.link);
+        self.insert(id, Node::Peer { peer, compute, calls, frozen: false, stalled: false, busy: false, async_tasks: spec.async_tasks, pending: None }, spec.link);
         self.connect(id);
         id
     }
@@ -346,6 +348,14 @@ impl MemoryMesh {
         p.open = false;
         let at = now + p.link.latency_ms;
         self.schedule(at, Event::CoordinatorLost(id));
+    }
+
+    /// An async peer's kernels hang (a lost GPU that never says so): it
+    /// keeps answering pings, but the task it has out never comes back.
+    pub fn stall(&mut self, id: PeerId) {
+        if let Some(SimPeer { node: Node::Peer { stalled, .. }, .. }) = self.peers.get_mut(&id) {
+            *stalled = true;
+        }
     }
 
     /// Freezes a peer: it silently stops answering (no close); only the
@@ -585,7 +595,7 @@ impl MemoryMesh {
 
     fn complete(&mut self, id: PeerId) {
         let now = self.now();
-        let Some(SimPeer { node: Node::Peer { peer, compute, frozen: false, busy, pending, .. }, alive: true, .. }) = self.peers.get_mut(&id) else { return };
+        let Some(SimPeer { node: Node::Peer { peer, compute, frozen: false, stalled: false, busy, pending, .. }, alive: true, .. }) = self.peers.get_mut(&id) else { return };
         let Some((t, res)) = pending.take() else { return };
         let outs = peer.complete(t, res, compute.get());
         *busy = peer.queued() > 0;
