@@ -244,6 +244,21 @@ async function scenario(browser, url, origin) {
     check(cp && cp.backend.startsWith("gpu "), `the coordinator sees ${peers[0].name}'s backend as ${cp && cp.backend}`);
     check(gst.peer && gst.peer.tasks_run > 0 && gst.peer.in_flight === 0, `${peers[0].name} ran ${gst.peer && gst.peer.tasks_run} tasks on WebGPU (${gst.peer && gst.peer.mean_latency_ms.toFixed(2)} ms each), none left in flight`);
     figures.webgpu_peer = { name: peers[0].name, backend: cp && cp.backend, tasks_run: gst.peer && gst.peer.tasks_run, mean_task_ms: gst.peer && gst.peer.mean_latency_ms };
+    // Its GPU is lost (a driver reset): its tasks move to its CPU, the
+    // coordinator is told, results stay equal, nothing is lost.
+    check(await peers[0].page.evaluate(() => window.tessera.app.simulate_gpu_loss()), `${peers[0].name}'s WebGPU device destroyed`);
+    const n1 = (await status(coord)).totals.results;
+    await coord.page.evaluate(() => window.tessera.app.submit_mnist(10));
+    const sl = await until("10 results after the GPU loss", async () => { const s = await status(coord); return s.totals.results >= n1 + 10 ? s : null; }, 30000, 100);
+    check(sl.totals.matched === sl.totals.compared && sl.coordinator.frames.lost === 0, `after the GPU loss results still match (${sl.totals.matched}/${sl.totals.compared}), none lost`);
+    const lost = await until("the coordinator to see the fallback", async () => {
+      const c = (await status(coord)).coordinator;
+      const p = c.peers.find((x) => x.name === peers[0].name);
+      return p && p.backend.includes("GPU lost") ? { backend: p.backend, events: c.events.filter((e) => e.includes(peers[0].name)).slice(-4) } : null;
+    }, 20000, 100);
+    const tst = await status(peers[0]);
+    check(tst.peer.backend_notes.some((n) => n.includes("lost")), `${peers[0].name} computes on its CPU now and said why: ${lost.backend}; ${JSON.stringify(tst.peer.backend_notes)}`);
+    figures.webgpu_peer.after_loss = { backend: lost.backend, events: lost.events, tasks_run: tst.peer.tasks_run };
     await coord.page.evaluate(() => window.tessera.app.set_planner("tessera"));
     await until("the tessera plan again", planned("tessera"), 30000, 100);
   }

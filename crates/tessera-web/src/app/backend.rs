@@ -58,9 +58,25 @@ impl Choice {
     }
 }
 
+/// The GPU a peer computes on, kept to break it on purpose (tests).
+#[derive(Default)]
+pub struct GpuSwitch(#[cfg(feature = "gpu")] Option<tessera_gpu::GpuBackend>);
+
+impl GpuSwitch {
+    /// Destroys the device (as a driver reset would); whether there was one.
+    pub fn lose(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.0 {
+            g.simulate_device_loss();
+            return true;
+        }
+        false
+    }
+}
+
 /// Picks the backend: WebGPU when `mode` allows and the adapter passes its
 /// self-test, else the single-threaded wasm SIMD CPU backend.
-pub async fn choose(mode: GpuMode, has_webgpu: bool) -> (Box<dyn Backend>, Choice) {
+pub async fn choose(mode: GpuMode, has_webgpu: bool) -> (Box<dyn Backend>, Choice, GpuSwitch) {
     if !has_webgpu {
         return cpu("no WebGPU in this browser: CPU (wasm SIMD)".into(), None);
     }
@@ -70,15 +86,15 @@ pub async fn choose(mode: GpuMode, has_webgpu: bool) -> (Box<dyn Backend>, Choic
     open_gpu(mode).await
 }
 
-fn cpu(note: String, gpu_adapter: Option<String>) -> (Box<dyn Backend>, Choice) {
+fn cpu(note: String, gpu_adapter: Option<String>) -> (Box<dyn Backend>, Choice, GpuSwitch) {
     let cpu = CpuBackend::new(1);
     let name = cpu.name();
-    (Box::new(cpu), Choice { kind: "cpu", name, note, gpu_adapter })
+    (Box::new(cpu), Choice { kind: "cpu", name, note, gpu_adapter }, GpuSwitch::default())
 }
 
 /// Opens and self-tests the WebGPU backend (feature `gpu`).
 #[cfg(feature = "gpu")]
-async fn open_gpu(mode: GpuMode) -> (Box<dyn Backend>, Choice) {
+async fn open_gpu(mode: GpuMode) -> (Box<dyn Backend>, Choice, GpuSwitch) {
     use tessera_gpu::{GpuOptions, GpuOrCpu, Selected, select_async};
     match select_async(GpuOptions::default(), 1).await {
         Selected::Gpu(g) if g.is_software() && mode != GpuMode::Force => {
@@ -87,16 +103,17 @@ async fn open_gpu(mode: GpuMode) -> (Box<dyn Backend>, Choice) {
         }
         Selected::Gpu(g) => {
             let adapter = g.adapter_name();
+            let switch = GpuSwitch(Some(g.clone()));
             let be = GpuOrCpu::new(Selected::Gpu(g), 1);
             let name = be.name();
             let note = format!("WebGPU ({adapter}), self-test passed; falls back to the CPU if the GPU fails");
-            (Box::new(be), Choice { kind: "webgpu", name, note, gpu_adapter: Some(adapter) })
+            (Box::new(be), Choice { kind: "webgpu", name, note, gpu_adapter: Some(adapter) }, switch)
         }
         Selected::Cpu { reason, .. } => cpu(format!("WebGPU unusable ({reason}): CPU (wasm SIMD)"), None),
     }
 }
 
 #[cfg(not(feature = "gpu"))]
-async fn open_gpu(_mode: GpuMode) -> (Box<dyn Backend>, Choice) {
+async fn open_gpu(_mode: GpuMode) -> (Box<dyn Backend>, Choice, GpuSwitch) {
     cpu("WebGPU detected; this build has no GPU backend (tessera-web feature `gpu`): CPU (wasm SIMD)".into(), None)
 }

@@ -58,6 +58,8 @@ struct Inner {
     busy: bool,
     /// `profile()` holds the backend while it measures.
     profiling: bool,
+    /// The WebGPU device in use, to break on purpose (tests).
+    gpu_switch: backend::GpuSwitch,
 }
 
 /// The peer page's engine (see the module docs).
@@ -101,6 +103,7 @@ impl PeerApp {
             slices: 0,
             busy: false,
             profiling: false,
+            gpu_switch: backend::GpuSwitch::default(),
         };
         PeerApp { rc: Rc::new(RefCell::new(inner)) }
     }
@@ -114,10 +117,11 @@ impl PeerApp {
         wasm_bindgen_futures::future_to_promise(async move {
             let mode = GpuMode::parse(&gpu).map_err(js_err)?;
             let has = rc.borrow().caps.webgpu;
-            let (b, choice) = backend::choose(mode, has).await;
+            let (b, choice, switch) = backend::choose(mode, has).await;
             let json = to_json(&choice);
             let mut s = rc.borrow_mut();
             s.backend = Some(b);
+            s.gpu_switch = switch;
             s.choice = Some(choice);
             Ok(JsValue::from(json))
         })
@@ -131,13 +135,7 @@ impl PeerApp {
         let rc = self.rc.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             sleep_ms(0).await; // let the page say "profiling" first
-            let cfg = match mode.as_str() {
-                "quick" => Some(ProfileConfig::quick()),
-                "full" => Some(ProfileConfig::full()),
-                "fast" => Some(ProfileConfig { sizes: 3, repeats: 1, max_flops: 2e7 }),
-                "none" => None,
-                other => return Err(js_err(format!("unknown profile mode {other:?} (quick, fast, full, none)"))),
-            };
+            let cfg = profile_config(&mode).map_err(js_err)?;
             let (backend, name, memory_mb) = {
                 let mut s = rc.borrow_mut();
                 s.profile_mode = mode;
@@ -150,7 +148,7 @@ impl PeerApp {
                 }
                 s.profiling = true;
                 let b = s.backend.take().unwrap_or_else(|| Box::new(tessera_kernels::CpuBackend::new(1)));
-                (b, format!("browser:{}", s.name), s.caps.memory_gb.map_or(2048.0, |g| (g * 1024.0 * 0.5).min(2048.0)))
+                (b, format!("browser:{}", s.name), memory_mb(&s.caps))
             };
             // No borrow is held across the awaits (the page polls status()).
             let t0 = perf_now();
@@ -191,7 +189,13 @@ impl PeerApp {
         cfg.caps = caps;
         cfg.profile = s.profile.clone();
         cfg.defer_runs = true;
-        let peer = Peer::new(cfg, backend, Box::new(perf_now));
+        // After a GPU fallback the peer re-measures itself the same way (on
+        // the CPU: synchronous), so the coordinator re-plans at once.
+        let mut peer = Peer::new(cfg, backend, Box::new(perf_now));
+        if let Ok(Some(pc)) = profile_config(&s.profile_mode) {
+            let (name, memory_mb) = (format!("browser:{}", s.name), memory_mb(&s.caps));
+            peer = peer.with_reprofile(Box::new(move |b| tessera_runtime::profile::measure(b, &name, memory_mb, pc, &perf_now).ok()));
+        }
         let mesh = WebMesh::join(&url, WebConfig::new(Role::Peer, s.name.clone())).map_err(js_err)?;
         let (sched, interval) = drive(&self.rc, &mesh, TICK_MS, work, tick)?;
         s.peer = Some(peer);
@@ -225,6 +229,13 @@ impl PeerApp {
         to_json(&self.rc.borrow().profile)
     }
 
+    /// Destroys the WebGPU device as a driver reset would (for tests of the
+    /// fallback path: tasks move to the CPU and the coordinator is told).
+    /// Returns whether there was a GPU to lose.
+    pub fn simulate_gpu_loss(&self) -> bool {
+        self.rc.borrow().gpu_switch.lose()
+    }
+
     /// Says goodbye to the coordinator and leaves the room.
     pub fn leave(&self) {
         let mut guard = self.rc.borrow_mut();
@@ -236,6 +247,22 @@ impl PeerApp {
             mesh.close();
         }
     }
+}
+
+/// The self-profile of a page's `profile=` mode (`None`: no profile).
+fn profile_config(mode: &str) -> Result<Option<ProfileConfig>, String> {
+    match mode {
+        "quick" => Ok(Some(ProfileConfig::quick())),
+        "full" => Ok(Some(ProfileConfig::full())),
+        "fast" => Ok(Some(ProfileConfig { sizes: 3, repeats: 1, max_flops: 2e7 })),
+        "none" => Ok(None),
+        other => Err(format!("unknown profile mode {other:?} (quick, fast, full, none)")),
+    }
+}
+
+/// The memory a profile announces: half the device's, at most 2 GiB.
+fn memory_mb(caps: &super::Capabilities) -> f64 {
+    caps.memory_gb.map_or(2048.0, |g| (g * 1024.0 * 0.5).min(2048.0))
 }
 
 /// Feeds the mesh's events to the peer and sends what it says.
