@@ -11,6 +11,8 @@ use tessera_graph::Tensor;
 use crate::coordinator::{Coordinator, FrameId};
 use crate::peer::Peer;
 use crate::transport::native::{NativeError, NativeMesh};
+use crate::transport::shaper::Shaper;
+use crate::transport::LinkSim;
 use crate::{Input, Output};
 
 /// A monotonic millisecond clock for the state machines.
@@ -46,12 +48,22 @@ pub fn run_peer(mesh: &NativeMesh, peer: &mut Peer, stop: &AtomicBool, clock: &d
 /// Like [`run_peer`]; setting `kill` drops out at once without a goodbye,
 /// as a crashed or unplugged device would.
 pub fn run_peer_until(mesh: &NativeMesh, peer: &mut Peer, stop: &AtomicBool, kill: &AtomicBool, clock: &dyn Fn() -> f64) -> Result<(), NativeError> {
+    run_peer_shaped(mesh, peer, stop, kill, clock, None)
+}
+
+/// Like [`run_peer_until`], behind an emulated `link` (see
+/// [`crate::transport::shaper`]): what the peer receives and sends is held
+/// back as that link would.
+pub fn run_peer_shaped(mesh: &NativeMesh, peer: &mut Peer, stop: &AtomicBool, kill: &AtomicBool, clock: &dyn Fn() -> f64, link: Option<LinkSim>) -> Result<(), NativeError> {
+    let mut shaper: Option<Shaper<Output, Input>> = link.map(Shaper::new);
     let mut last_tick = f64::NEG_INFINITY;
     while !stop.load(Ordering::Relaxed) {
         if kill.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let ev = match mesh.recv_timeout(TICK) {
+        // Wake for the link's next delivery too.
+        let wait = shaper.as_ref().and_then(|s| s.next_at()).map_or(TICK, |at| Duration::from_secs_f64(((at - clock()) / 1e3).clamp(0.0005, TICK.as_secs_f64())));
+        let ev = match mesh.recv_timeout(wait) {
             Ok(ev) => ev,
             Err(NativeError::Closed(_)) => return Ok(()),
             Err(e) => return Err(e),
@@ -62,8 +74,24 @@ pub fn run_peer_until(mesh: &NativeMesh, peer: &mut Peer, stop: &AtomicBool, kil
             outs.extend(peer.handle(Input::Tick { now_ms: now }));
             last_tick = now;
         }
-        if let Some(ev) = ev {
-            outs.extend(peer.handle(ev));
+        match (&mut shaper, ev) {
+            (Some(s), Some(ev)) => {
+                let bytes = if let Input::Frame(_, f) = &ev { f.len() } else { 0 };
+                s.receive(now, bytes, ev);
+            }
+            (None, Some(ev)) => outs.extend(peer.handle(ev)),
+            (_, None) => {}
+        }
+        if let Some(s) = &mut shaper {
+            for ev in s.take_received(clock()) {
+                outs.extend(peer.handle(ev));
+            }
+            let now = clock();
+            for o in outs.drain(..) {
+                let bytes = if let Output::Send(_, f) = &o { f.len() } else { 0 };
+                s.send(now, bytes, o);
+            }
+            outs = s.take_sent(now);
         }
         apply(mesh, outs)?;
     }
@@ -158,6 +186,11 @@ impl PeerThread {
     /// Joins `url` as a peer named `name` on a thread; `make` builds the
     /// state machine there (backends are not `Send`).
     pub fn spawn(url: String, name: String, make: Box<dyn FnOnce() -> Peer + Send>) -> PeerThread {
+        PeerThread::spawn_behind(url, name, None, make)
+    }
+
+    /// [`Self::spawn`] behind an emulated `link` (bandwidth, latency).
+    pub fn spawn_behind(url: String, name: String, link: Option<LinkSim>, make: Box<dyn FnOnce() -> Peer + Send>) -> PeerThread {
         let stop = Arc::new(AtomicBool::new(false));
         let kill = Arc::new(AtomicBool::new(false));
         let (s, k, n) = (stop.clone(), kill.clone(), name.clone());
@@ -165,7 +198,7 @@ impl PeerThread {
             let mesh = NativeMesh::join(&url, crate::transport::native::NativeConfig::new(crate::transport::signal::Role::Peer, n)).map_err(|e| e.to_string())?;
             let mut peer = make();
             let clock = clock();
-            let r = run_peer_until(&mesh, &mut peer, &s, &k, &*clock).map_err(|e| e.to_string());
+            let r = run_peer_shaped(&mesh, &mut peer, &s, &k, &*clock, link).map_err(|e| e.to_string());
             mesh.close();
             r
         });

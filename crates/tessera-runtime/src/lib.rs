@@ -19,6 +19,8 @@ pub mod local;
 pub mod msg;
 pub mod profile;
 pub mod runner;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod slowed;
 
 pub use error::{Result, RuntimeError};
 pub use hub::Hub;

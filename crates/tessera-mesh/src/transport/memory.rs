@@ -61,20 +61,7 @@ impl Transport for MemoryTransport {
     }
 }
 
-/// A simulated link (both directions alike).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LinkSim {
-    /// One-way latency.
-    pub latency_ms: f64,
-    /// Throughput, Mbit/s.
-    pub mbps: f64,
-}
-
-impl Default for LinkSim {
-    fn default() -> Self {
-        LinkSim { latency_ms: 0.1, mbps: 1000.0 }
-    }
-}
+pub use super::LinkSim;
 
 /// A peer to add to a [`MemoryMesh`].
 pub struct PeerSpec {
