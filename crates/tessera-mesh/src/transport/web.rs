@@ -931,19 +931,26 @@ fn offer_to(rc: &Shared, peer: PeerId) {
             Ok(pc.local_description().map(|d| d.sdp()).unwrap_or_default())
         }
         .await;
-        let Some(rc) = weak.upgrade() else { return };
-        {
-            let mut s = rc.borrow_mut();
-            if s.conn(peer, serial).is_none() {
-                return;
-            }
-            match res {
-                Ok(sdp) => s.signal(peer, SignalData::Description { kind: "offer".into(), sdp }),
-                Err(e) => s.drop_conn(peer, &format!("creating the offer: {}", js_text(&e))),
-            }
-        }
-        notify(&rc);
+        publish_description(&weak, peer, serial, "offer", res, "creating the offer");
     });
+}
+
+/// Sends our local description (`kind` "offer" or "answer") to `peer`, or,
+/// if making it failed (`what`), drops the connection — unless a newer
+/// connection to `peer` has replaced this one (`serial`) meanwhile.
+fn publish_description(weak: &std::rc::Weak<RefCell<State>>, peer: PeerId, serial: u64, kind: &str, res: Result<String, JsValue>, what: &str) {
+    let Some(rc) = weak.upgrade() else { return };
+    {
+        let mut s = rc.borrow_mut();
+        if s.conn(peer, serial).is_none() {
+            return;
+        }
+        match res {
+            Ok(sdp) => s.signal(peer, SignalData::Description { kind: kind.into(), sdp }),
+            Err(e) => s.drop_conn(peer, &format!("{what}: {}", js_text(&e))),
+        }
+    }
+    notify(&rc);
 }
 
 fn on_signal(rc: &Shared, from: PeerId, data: SignalData) {
@@ -980,18 +987,7 @@ fn on_signal(rc: &Shared, from: PeerId, data: SignalData) {
                         .await
                     }
                 };
-                let Some(rc) = weak.upgrade() else { return };
-                {
-                    let mut s = rc.borrow_mut();
-                    if s.conn(from, serial).is_none() {
-                        return;
-                    }
-                    match res {
-                        Ok(sdp) => s.signal(from, SignalData::Description { kind: "answer".into(), sdp }),
-                        Err(e) => s.drop_conn(from, &format!("answering the offer: {}", js_text(&e))),
-                    }
-                }
-                notify(&rc);
+                publish_description(&weak, from, serial, "answer", res, "answering the offer");
             });
         }
         SignalData::Description { kind, sdp } if kind == "answer" => {
