@@ -184,6 +184,16 @@ fn note(notes: &Mutex<Notes>, msg: String) {
     }
 }
 
+/// Notes the loss of `device` once; whether it is lost.
+fn note_if_lost(notes: &Mutex<Notes>, device: &GpuBackend) -> bool {
+    let Some(why) = device.lost_reason() else { return false };
+    let first = notes.lock().map(|mut n| !std::mem::replace(&mut n.lost_noted, true)).unwrap_or(false);
+    if first {
+        note(notes, format!("GPU {} lost ({why}): computing on the CPU from now on", device.adapter_name()));
+    }
+    true
+}
+
 impl Clone for GpuOrCpu {
     fn clone(&self) -> GpuOrCpu {
         let notes = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
@@ -213,6 +223,11 @@ impl Backend for GpuOrCpu {
     }
 
     fn take_notes(&self) -> Vec<String> {
+        // The browser reports a loss through a callback, possibly after the
+        // run that failed: a loss learnt since is noted here.
+        if let Some(g) = &self.gpu {
+            note_if_lost(&self.notes, g);
+        }
         self.notes.lock().map(|mut n| std::mem::take(&mut n.pending)).unwrap_or_default()
     }
 }
@@ -242,14 +257,8 @@ impl Fallback {
             return false;
         }
         self.gpu = None;
-        match self.device.lost_reason() {
-            Some(why) => {
-                let first = self.notes.lock().map(|mut n| !std::mem::replace(&mut n.lost_noted, true)).unwrap_or(false);
-                if first {
-                    note(&self.notes, format!("GPU {} lost ({why}): computing on the CPU from now on", self.device.adapter_name()));
-                }
-            }
-            None => note(&self.notes, format!("graph '{}': {e}; running it on the CPU from now on", self.graph.name)),
+        if !note_if_lost(&self.notes, &self.device) {
+            note(&self.notes, format!("graph '{}': {e}; running it on the CPU from now on", self.graph.name));
         }
         true
     }

@@ -153,10 +153,12 @@ fn fallbacks_to_cpu() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].contains("lost") && notes[0].contains("computing on the CPU"), "{notes:?}");
     assert!(be.take_notes().is_empty(), "notes are drained");
-    assert!(be2.take_notes().is_empty(), "the clone has not run since the loss");
-    assert!(exe2.run(&x).unwrap()[0].max_rel_diff(&before[0]) <= TOL);
+    // A clone (another peer) reports the loss itself, as soon as it is
+    // known (the browser learns of it from a callback, between runs).
     let notes2 = be2.take_notes();
     assert!(notes2.len() == 1 && notes2[0].contains("lost"), "the clone reports the loss itself: {notes2:?}");
+    assert!(exe2.run(&x).unwrap()[0].max_rel_diff(&before[0]) <= TOL);
+    assert!(be2.take_notes().is_empty(), "one note per clone");
     assert!(be.gpu().is_none());
     assert!(be.name().starts_with("cpu") && be.name().ends_with("(GPU lost)"), "{}", be.name());
     // Later graphs compile straight for the CPU.

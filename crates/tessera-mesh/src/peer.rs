@@ -276,6 +276,9 @@ impl Peer {
             Input::Tick { now_ms } => {
                 self.now = now_ms;
                 self.ep.gc(now_ms);
+                // A backend can change between tasks (a browser learns of a
+                // lost GPU from a callback): report it without waiting for one.
+                self.report_backend();
             }
         }
         if !self.cfg.defer_runs {
