@@ -33,7 +33,7 @@ prepare() {
 ready: .gl/ ($(ls .gl | wc -l) packages), .devbin/tessera ($(du -h .devbin/tessera | cut -f1))
 device tool call:
   run(command="bash tools/gpu_device.sh remote", carry=[".gl", ".devbin"], timeout_s=600)
-results come back as \$OUT/bench-gpu.json and \$OUT/bench-gpu.txt (per-layer tables)
+results come back as \$OUT/bench-gpu.json, bench-gpu-heuristic.json and bench-gpu.txt (per-layer tables)
 EOF
 }
 
@@ -45,11 +45,13 @@ remote() {
   local out=${OUT:-/tmp/tessera-gpu-bench}
   mkdir -p "$out"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt" || true
-  # Per-layer tables (text), then the per-model figures with the PyTorch
-  # reference and the ratio (JSON), in one process each.
+  # Per-layer tables with every GEMM tile candidate's time (text), then the
+  # per-model figures with the PyTorch reference and the ratio (JSON), in
+  # one process each; last, the heuristic tiles for comparison.
   .devbin/tessera bench gpu --models "$MODELS" --runs "$RUNS" --layers 2>&1 | tee "$out/bench-gpu.txt"
   .devbin/tessera bench gpu --models "$MODELS" --runs "$RUNS" --json >"$out/bench-gpu.json"
-  cat "$out/bench-gpu.json"
+  .devbin/tessera bench gpu --models "$MODELS" --runs "$RUNS" --json --no-reference --tiles heuristic >"$out/bench-gpu-heuristic.json"
+  cat "$out/bench-gpu.json" "$out/bench-gpu-heuristic.json"
 }
 
 case "${1:-}" in

@@ -11,6 +11,7 @@ use tessera_kernels::KernelError;
 
 use crate::pipelines::Pipelines;
 use crate::pool::BufferPool;
+use crate::tune::{TileChoice, Tuner};
 use crate::weights::WeightCache;
 
 /// How to open the GPU.
@@ -22,8 +23,8 @@ pub struct GpuOptions {
     pub f16: bool,
     /// Ask for the adapter's fallback (software) implementation only.
     pub force_fallback_adapter: bool,
-    /// Natively, how long one run may wait for the GPU before it is
-    /// reported as hung (and the device treated as lost), in milliseconds.
+    /// How long one run may wait for the GPU before it is reported as hung
+    /// (and the device treated as lost), in milliseconds.
     pub timeout_ms: u64,
     /// Use the first adapter whose name contains this (case-insensitive),
     /// instead of the preferred one; none matching is a "no adapter" error.
@@ -31,11 +32,15 @@ pub struct GpuOptions {
     /// Plan as if no storage binding could exceed this many bytes (below
     /// the device's own limit; to exercise the splitting of large weights).
     pub binding_limit: Option<u64>,
+    /// How each layer's GEMM tile is chosen: by default measured on a
+    /// hardware GPU at compile time (each candidate timed, cached per layer
+    /// shape), a heuristic on software adapters and in the browser.
+    pub tiles: TileChoice,
 }
 
 impl Default for GpuOptions {
     fn default() -> GpuOptions {
-        GpuOptions { f16: false, force_fallback_adapter: false, timeout_ms: 300_000, adapter_name: None, binding_limit: None }
+        GpuOptions { f16: false, force_fallback_adapter: false, timeout_ms: 300_000, adapter_name: None, binding_limit: None, tiles: TileChoice::Auto }
     }
 }
 
@@ -74,6 +79,8 @@ pub(crate) struct GpuContext {
     pub pipelines: Pipelines,
     pub pool: BufferPool,
     pub weights: WeightCache,
+    /// Each layer's GEMM tile: the rule and the measurements.
+    pub tuner: Tuner,
     /// Set by the device-lost callback (or a timed-out wait).
     pub lost: Arc<Mutex<Option<String>>>,
     /// The first error no error scope caught.
@@ -81,7 +88,7 @@ pub(crate) struct GpuContext {
     /// Held from writing a run's inputs to submitting its commands, so runs
     /// of executables sharing pool buffers never interleave on the queue.
     pub submit_lock: Mutex<()>,
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    /// How long a run may wait for the GPU before the device counts as hung.
     pub timeout: std::time::Duration,
 }
 
@@ -128,6 +135,7 @@ impl GpuContext {
             })
             .await
             .map_err(|e| device_error(format!("cannot open {} ({:?}): {e}", info.name, info.backend)))?;
+        let software = info.device_type == wgpu::DeviceType::Cpu;
         let lost = Arc::new(Mutex::new(None));
         let uncaptured = Arc::new(Mutex::new(None));
         {
@@ -155,6 +163,7 @@ impl GpuContext {
             pipelines: Pipelines::default(),
             pool: BufferPool::default(),
             weights: WeightCache::default(),
+            tuner: Tuner::new(opts.tiles, software),
             lost,
             uncaptured,
             submit_lock: Mutex::new(()),
@@ -174,7 +183,6 @@ impl GpuContext {
     }
 
     /// Marks the device unusable (a hung or failed wait).
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub fn mark_lost(&self, msg: &str) {
         if let Ok(mut l) = self.lost.lock() {
             l.get_or_insert_with(|| msg.to_string());
@@ -300,15 +308,77 @@ pub(crate) async fn read_back_async(ctx: &GpuContext, staging: &wgpu::Buffer, by
     }
     #[cfg(target_arch = "wasm32")]
     {
-        let _ = (ctx, submission);
+        let _ = submission;
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        // The map callback or the timer, whichever comes first: a GPU that
+        // never finishes (hung driver, a tab throttled to death) fails the
+        // run like a lost device instead of stalling the peer forever.
         let (tx, rx) = oneshot::channel();
-        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
-        match rx.await {
-            Ok(()) => Ok(copy_out(staging, bytes)),
-            Err(e) => Err(device_error(format!("cannot read results back: {e}"))),
+        let tx = std::rc::Rc::new(std::cell::RefCell::new(Some(tx)));
+        let on_map = tx.clone();
+        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
+            if let Some(s) = on_map.borrow_mut().take() {
+                s.send(Some(r));
+            }
+        });
+        let timer = timer::Timeout::start(ctx.timeout, move || {
+            if let Some(s) = tx.borrow_mut().take() {
+                s.send(None);
+            }
+        });
+        let r = rx.await;
+        drop(timer);
+        match r {
+            Some(Ok(())) => Ok(copy_out(staging, bytes)),
+            Some(Err(e)) => Err(device_error(format!("cannot read results back: {e}"))),
+            None => {
+                let msg = format!("GPU work did not finish within {} ms (treating the device as hung)", ctx.timeout.as_millis());
+                ctx.mark_lost(&msg);
+                Err(device_error(msg))
+            }
+        }
+    }
+}
+
+/// A one-shot browser timer (`setTimeout`, in windows and workers alike),
+/// cleared when dropped.
+#[cfg(target_arch = "wasm32")]
+mod timer {
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen::JsCast;
+
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(js_name = setTimeout)]
+        fn set_timeout(f: &js_sys::Function, ms: f64) -> JsValue;
+        #[wasm_bindgen(js_name = clearTimeout)]
+        fn clear_timeout(handle: &JsValue);
+    }
+
+    /// Calls its closure once after the delay unless dropped first.
+    pub struct Timeout {
+        handle: JsValue,
+        _f: Closure<dyn FnMut()>,
+    }
+
+    impl Timeout {
+        pub fn start(after: std::time::Duration, f: impl FnOnce() + 'static) -> Timeout {
+            let mut f = Some(f);
+            let f = Closure::<dyn FnMut()>::new(move || {
+                if let Some(f) = f.take() {
+                    f();
+                }
+            });
+            let handle = set_timeout(f.as_ref().unchecked_ref(), after.as_secs_f64() * 1e3);
+            Timeout { handle, _f: f }
+        }
+    }
+
+    impl Drop for Timeout {
+        fn drop(&mut self) {
+            clear_timeout(&self.handle);
         }
     }
 }

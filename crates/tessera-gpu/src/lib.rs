@@ -6,7 +6,10 @@
 //! share them), plans activation slots by lifetime over a device-wide
 //! buffer pool, and records every dispatch's parameters and bind groups;
 //! a run is then one queue submission for the whole graph, with one
-//! read-back at the end. Pipelines are compiled once per device.
+//! read-back at the end. Pipelines are compiled once per device. Each conv
+//! layer's GEMM tile shape is, on a hardware GPU, the fastest of the
+//! candidates timed on that GPU while compiling ([`TileChoice`]), measured
+//! once per layer shape.
 //!
 //! Natively:
 //! ```no_run
@@ -49,6 +52,7 @@ mod fallback;
 mod ops;
 mod pipelines;
 mod pool;
+mod tune;
 mod weights;
 
 use std::sync::Arc;
@@ -58,6 +62,7 @@ use tessera_kernels::{Backend, Executable, KernelError};
 
 pub use device::GpuOptions;
 pub use exec::GpuExecutable;
+pub use tune::{GemmTile, TileChoice, TileMeasurement};
 #[cfg(not(target_arch = "wasm32"))]
 pub use fallback::backend_or_cpu;
 pub use fallback::{select_async, GpuOrCpu, Selected};
@@ -112,6 +117,17 @@ impl GpuBackend {
     /// The largest storage buffer one binding may cover, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.ctx.max_binding()
+    }
+
+    /// How this device picks GEMM tiles.
+    pub fn tile_choice(&self) -> TileChoice {
+        self.ctx.tuner.choice
+    }
+
+    /// The GEMM tiles measured so far (with [`TileChoice::Measured`]), one
+    /// entry per layer shape, in the order they were measured.
+    pub fn tile_measurements(&self) -> Vec<TileMeasurement> {
+        self.ctx.tuner.report()
     }
 
     /// Bytes held by the device's activation buffer pool.

@@ -25,8 +25,9 @@ pub(crate) enum GemmB {
 /// The kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Shader {
-    /// Tiled implicit GEMM convolution / dense; `tm` rows per invocation.
-    ConvGemm { b: GemmB, tm: u32 },
+    /// Tiled implicit GEMM convolution / dense; `tm` rows and `tn`
+    /// columns per invocation (`crate::tune::GemmTile`).
+    ConvGemm { b: GemmB, tm: u32, tn: u32 },
     /// One invocation per output: depthwise and few channels per group.
     ConvDirect,
     /// Dense over a few rows, one workgroup per output feature.
@@ -84,8 +85,8 @@ impl Shader {
             s.push_str("alias WT = f32;\n");
         }
         match self {
-            Shader::ConvGemm { b, tm } => {
-                s.push_str(&format!("const TM: u32 = {tm}u;\n"));
+            Shader::ConvGemm { b, tm, tn } => {
+                s.push_str(&format!("const TM: u32 = {tm}u;\nconst TN: u32 = {tn}u;\n"));
                 s.push_str(PRELUDE);
                 s.push_str(match b {
                     GemmB::Im2col => include_str!("shaders/gemm_b_im2col.wgsl"),
@@ -122,8 +123,8 @@ impl Shader {
     pub fn all() -> Vec<Shader> {
         let mut v = Vec::new();
         for b in [GemmB::Im2col, GemmB::Pointwise, GemmB::Rows] {
-            for tm in [1, 2, 4, 8] {
-                v.push(Shader::ConvGemm { b, tm });
+            for t in crate::tune::GemmTile::ALL {
+                v.push(Shader::ConvGemm { b, tm: t.tm, tn: t.tn });
             }
         }
         v.extend([

@@ -10,7 +10,7 @@ mod common;
 use common::{check, inputs_for};
 use tessera_graph::rng::Rng;
 use tessera_graph::{passes, zoo, Tensor};
-use tessera_gpu::{backend_or_cpu, GpuBackend, GpuOptions};
+use tessera_gpu::{backend_or_cpu, GemmTile, GpuBackend, GpuOptions, TileChoice};
 use tessera_kernels::{Backend, KernelError};
 
 const TOL: f32 = 1e-3;
@@ -49,6 +49,18 @@ fn lenet_matches_cpu_on_mnist() {
 fn mobilenetv2() {
     let gpu = gpu_or_skip!();
     model(&gpu, "mobilenetv2");
+}
+
+/// Tiles measured on the device (what hardware GPUs use by default) and the
+/// widest tile everywhere: still the CPU's results on whole models.
+#[test]
+fn measured_and_wide_tiles_on_zoo_models() {
+    let Some(_) = common::gpu() else { return };
+    let measured = GpuBackend::new(GpuOptions { tiles: TileChoice::Measured, ..Default::default() }).unwrap();
+    model(&measured, "mobilenetv2");
+    assert!(measured.tile_measurements().len() > 5);
+    let wide = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(GemmTile { tm: 8, tn: 8 }), ..Default::default() }).unwrap();
+    model(&wide, "resnet50");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use common::{check, inputs_for, rand_arc, rand_tensor, single};
 use tessera_graph::op::{CoordMode, Lrn, NearestMode, PadMode, Resize};
 use tessera_graph::rng::Rng;
 use tessera_graph::{Activation, BinaryOp, Conv, Dense, Graph, Op, Pool, Tensor};
-use tessera_gpu::{GpuBackend, GpuOptions};
+use tessera_gpu::{GemmTile, GpuBackend, GpuOptions, TileChoice};
 use tessera_kernels::{Backend, KernelError};
 
 const TOL: f32 = 1e-3;
@@ -95,6 +95,69 @@ fn conv_gemm_tiles_and_pointwise() {
         let what = format!("conv n{n} c{c} {h}x{w} oc{oc} k{k} s{s} p{p}");
         assert!(run_single(&gpu, Op::Conv(conv), &[&[n, c, h, w]], &mut rng, &what));
     }
+}
+
+/// Every GEMM tile shape computes the same convolutions (implicit im2col,
+/// pointwise vec4, groups, batches, ragged edges, a fused residual) and
+/// dense layers over rows as the CPU backend.
+#[test]
+fn every_gemm_tile_matches_the_cpu() {
+    let Some(_) = common::gpu() else { return };
+    let mut rng = Rng::new(17);
+    for tile in GemmTile::ALL {
+        let gpu = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(tile), ..Default::default() }).unwrap();
+        for &(n, c, h, w, oc, k, s, p, groups) in &[
+            (1, 16, 9, 11, 200, 3, 1, 1, 1),
+            (2, 17, 6, 10, 70, 1, 1, 0, 1),
+            (1, 24, 7, 7, 96, 1, 1, 0, 1),
+            (1, 32, 12, 12, 48, 3, 2, 1, 2),
+            (1, 8, 21, 17, 9, 5, 1, 2, 1),
+        ] {
+            let conv = Conv { weight: rand_arc(&mut rng, &[oc, c / groups, k, k], 0.2), bias: Some(rand_arc(&mut rng, &[oc], 0.5)), stride: [s, s], pads: [p; 4], dilation: [1, 1], groups, act: activations(&mut rng) };
+            let what = format!("tile {tile}: conv n{n} c{c} {h}x{w} oc{oc} k{k} s{s} p{p} g{groups}");
+            assert!(run_single(&gpu, Op::Conv(conv), &[&[n, c, h, w]], &mut rng, &what));
+        }
+        let mut g = Graph::new("res");
+        let x = g.input("x", &[1, 24, 10, 10]).unwrap();
+        let conv = Conv { weight: rand_arc(&mut rng, &[24, 24, 3, 3], 0.2), bias: None, stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Identity };
+        let y = g.add("conv", Op::Conv(conv), &[x]).unwrap();
+        let out = g.add("add", Op::Binary(BinaryOp::Add), &[x, y]).unwrap();
+        let out = g.add("relu", Op::Act(Activation::Relu), &[out]).unwrap();
+        g.set_outputs(&[out]).unwrap();
+        let xs = inputs_for(&g, &mut rng);
+        check(&gpu, &g, &xs, TOL, &format!("tile {tile}: residual"));
+        let d = Dense { weight: rand_arc(&mut rng, &[130, 37], 0.3), bias: Some(rand_arc(&mut rng, &[130], 0.3)), act: Activation::Relu };
+        assert!(run_single(&gpu, Op::Dense(d), &[&[70, 37]], &mut rng, &format!("tile {tile}: dense rows")));
+    }
+}
+
+/// Measured tiles: each layer shape is timed once per device (every
+/// candidate, the fastest kept), the results stay equal to the CPU's, and
+/// a second compile of the same shapes measures nothing.
+#[test]
+fn measured_tiles_are_the_fastest_candidates_and_cached() {
+    let Some(_) = common::gpu() else { return };
+    let gpu = GpuBackend::new(GpuOptions { tiles: TileChoice::Measured, ..Default::default() }).unwrap();
+    let mut rng = Rng::new(18);
+    let mut g = Graph::new("two convs");
+    let x = g.input("x", &[1, 32, 16, 16]).unwrap();
+    let conv = |rng: &mut Rng, oc: usize, ic: usize, k: usize| Conv { weight: rand_arc(rng, &[oc, ic, k, k], 0.2), bias: Some(rand_arc(rng, &[oc], 0.2)), stride: [1, 1], pads: [k / 2; 4], dilation: [1, 1], groups: 1, act: Activation::Relu };
+    let a = g.add("a", Op::Conv(conv(&mut rng, 96, 32, 3)), &[x]).unwrap();
+    let b = g.add("b", Op::Conv(conv(&mut rng, 64, 96, 1)), &[a]).unwrap();
+    g.set_outputs(&[b]).unwrap();
+    let xs = inputs_for(&g, &mut rng);
+    check(&gpu, &g, &xs, TOL, "measured tiles");
+    let m = gpu.tile_measurements();
+    assert_eq!(m.len(), 2, "{m:?}");
+    for layer in &m {
+        let candidates = GemmTile::candidates(if layer.layer.starts_with("conv [1, 96,") { 64 } else { 96 }, 256);
+        assert_eq!(layer.times.iter().map(|t| t.0).collect::<Vec<_>>(), candidates, "{layer:?}");
+        assert!(layer.times.iter().all(|t| t.1 > 0.0 && t.1.is_finite()), "{layer:?}");
+        let fastest = layer.times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+        assert_eq!(layer.chosen, fastest);
+    }
+    check(&gpu, &g, &xs, TOL, "measured tiles, cached");
+    assert_eq!(gpu.tile_measurements(), m);
 }
 
 /// Conv → Add(residual) → activation, fused into the conv's epilogue.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tessera_graph::rng::Rng;
 use tessera_graph::{passes, zoo, Activation, BinaryOp, Conv, Dense, Graph, NodeId, Op, Pool, Tensor};
-use tessera_gpu::{gpu_required, select_async, GpuBackend, GpuOptions};
+use tessera_gpu::{gpu_required, select_async, GemmTile, GpuBackend, GpuOptions, GpuOrCpu, Selected, TileChoice};
 use tessera_kernels::{Backend, CpuBackend};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -110,6 +110,48 @@ async fn ops_on_webgpu() {
     check(&gpu, &g, &x, "concat").await;
     let (g, x) = single(Op::MaxPool(Pool::square(2, 2, 0)), &[&[1, 2, 5, 5]], &mut rng);
     check(&gpu, &g, &x, "max pool").await;
+}
+
+/// The widest GEMM tile (all 16 KiB of the workgroup memory WebGPU
+/// guarantees) compiles and computes a convolution right.
+#[wasm_bindgen_test]
+async fn the_widest_tile_on_webgpu() {
+    if gpu().await.is_none() {
+        return;
+    }
+    let wide = GpuBackend::new_async(GpuOptions { tiles: TileChoice::Fixed(GemmTile { tm: 8, tn: 8 }), ..Default::default() }).await.unwrap();
+    let mut rng = Rng::new(4);
+    let conv = Conv { weight: arc(&mut rng, &[130, 12, 3, 3]), bias: Some(arc(&mut rng, &[130])), stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Relu };
+    let (g, x) = single(Op::Conv(conv), &[&[1, 12, 10, 13]], &mut rng);
+    check(&wide, &g, &x, "conv, 8x8 tile").await;
+}
+
+/// A GPU that does not finish within the timeout counts as hung: the run
+/// fails like a lost device, and behind `GpuOrCpu` the same run completes
+/// on the CPU, with a note saying why (what a peer reports).
+#[wasm_bindgen_test]
+async fn a_hung_gpu_times_out_and_the_cpu_takes_over() {
+    if gpu().await.is_none() {
+        return;
+    }
+    let mut rng = Rng::new(5);
+    let conv = Conv { weight: arc(&mut rng, &[64, 64, 3, 3]), bias: None, stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Relu };
+    let (g, x) = single(Op::Conv(conv), &[&[1, 64, 48, 48]], &mut rng);
+    let hurried = || GpuBackend::new_async(GpuOptions { timeout_ms: 1, ..Default::default() });
+    let gpu = hurried().await.unwrap();
+    let mut exe = gpu.compile_async(&g).await.unwrap();
+    let err = exe.run_async(&x).await.unwrap_err().to_string();
+    assert!(err.contains("did not finish within 1 ms"), "{err}");
+    assert!(gpu.lost_reason().is_some());
+
+    let be = GpuOrCpu::new(Selected::Gpu(hurried().await.unwrap()), 1);
+    let mut exe = be.compile(&g).unwrap();
+    let got = exe.run_async(&x).await.unwrap();
+    let want = CpuBackend::new(1).compile(&g).unwrap().run(&x).unwrap();
+    assert!(got[0].max_rel_diff(&want[0]) <= TOL);
+    let notes = be.take_notes();
+    assert!(notes.iter().any(|n| n.contains("lost") && n.contains("did not finish")), "{notes:?}");
+    assert!(be.gpu().is_none());
 }
 
 #[wasm_bindgen_test]

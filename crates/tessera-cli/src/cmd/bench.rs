@@ -36,6 +36,11 @@ pub struct Args {
     /// Skip the reference runtime.
     #[arg(long)]
     no_reference: bool,
+    /// GPU only: how each layer's GEMM tile is chosen: `measured` (every
+    /// candidate timed on the device at compile time, the fastest kept),
+    /// `heuristic`, or one tile `TMxTN` for every layer (e.g. `8x4`).
+    #[arg(long, default_value = "measured")]
+    tiles: tessera_gpu::TileChoice,
 }
 
 /// One model's result.
@@ -50,6 +55,11 @@ struct Row {
     tessera_gflop_per_s: f64,
     backend: String,
     threads: usize,
+    /// Compile time, including tile measurements on the GPU.
+    compile_ms: f64,
+    /// GPU: how tiles were chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tiles: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -57,12 +67,19 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--threads and --runs must be at least 1");
     }
     let gpu = a.target == "gpu";
-    let backend: Box<dyn Backend> = if gpu { gpu_backend()? } else { Box::new(CpuBackend::new(a.threads)) };
+    let gpu_handle = if gpu { Some(gpu_backend(a.tiles)?) } else { None };
+    let backend: Box<dyn Backend> = match &gpu_handle {
+        Some(g) => Box::new(g.clone()),
+        None => Box::new(CpuBackend::new(a.threads)),
+    };
     let mut out = BTreeMap::new();
     for name in a.models.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let g = crate::model::load_optimized(name)?;
         let flops = cost_table(&g).total.flops() as f64;
+        let measured_before = gpu_handle.as_ref().map_or(0, |g| g.tile_measurements().len());
+        let t = clock_ms();
         let mut exe = backend.compile(&g)?;
+        let compile_ms = clock_ms() - t;
         let mut rng = Rng::new(7);
         let inputs: Vec<Tensor> = g
             .inputs()
@@ -99,6 +116,9 @@ pub fn run(a: Args) -> Result<()> {
                 let gf = if m > 0.0 { c.flops() as f64 / m / 1e6 } else { 0.0 };
                 println!("  {:<28} {:<18} {:>9.3} ms {:>5.1}% {:>8.1} GFLOP/s", n.name, tessera_graph::cost::op_label(&n.op), m, 100.0 * m / total, gf);
             }
+            if let Some(gh) = &gpu_handle {
+                print_tiles(&gh.tile_measurements()[measured_before..]);
+            }
         }
         let reference = match (a.no_reference, gpu) {
             (true, _) => None,
@@ -122,12 +142,15 @@ pub fn run(a: Args) -> Result<()> {
             tessera_gflop_per_s: flops / ms / 1e6,
             backend: backend.name(),
             threads: a.threads,
+            compile_ms,
+            tiles: gpu.then(|| a.tiles.to_string()),
         };
         if !a.json {
             println!(
-                "{name:<14} tessera {:>9.2} ms {:>7.1} GFLOP/s | {} {} | ratio {}",
+                "{name:<14} tessera {:>9.2} ms {:>7.1} GFLOP/s (compiled in {:.0} ms) | {} {} | ratio {}",
                 row.tessera_ms,
                 row.tessera_gflop_per_s,
+                row.compile_ms,
                 row.reference.as_deref().unwrap_or("reference"),
                 row.reference_ms.map_or("n/a".into(), |r| format!("{r:.2} ms")),
                 row.ratio.map_or("n/a".into(), |r| format!("{r:.2}x")),
@@ -178,16 +201,30 @@ fn reference_ms(name: &str, threads: usize, runs: usize) -> Result<(f64, String)
     }
 }
 
+/// The GEMM tiles measured while compiling one model: per layer shape, the
+/// time of every candidate and the one kept (the data to tune against).
+fn print_tiles(measured: &[tessera_gpu::TileMeasurement]) {
+    if measured.is_empty() {
+        return;
+    }
+    println!("  GEMM tiles measured (ms per dispatch; * kept):");
+    for m in measured {
+        let times: Vec<String> = m.times.iter().map(|(t, ms)| format!("{t}{} {ms:.3}", if *t == m.chosen { "*" } else { "" })).collect();
+        println!("    {:<70} {}", m.layer, times.join("  "));
+    }
+}
+
 /// The GPU backend for `bench gpu` (no CPU fallback: a benchmark of the
 /// GPU must not quietly measure something else). `TESSERA_GPU_F16=1`
 /// benchmarks f16 weights; `WGPU_ADAPTER_NAME` picks the adapter.
-fn gpu_backend() -> Result<Box<dyn Backend>> {
-    let gpu = tessera_gpu::GpuBackend::new(tessera_gpu::GpuOptions::from_env()).context("tessera bench gpu needs a GPU adapter")?;
+fn gpu_backend(tiles: tessera_gpu::TileChoice) -> Result<tessera_gpu::GpuBackend> {
+    let opts = tessera_gpu::GpuOptions { tiles, ..tessera_gpu::GpuOptions::from_env() };
+    let gpu = tessera_gpu::GpuBackend::new(opts).context("tessera bench gpu needs a GPU adapter")?;
     eprintln!("GPU: {} ({}{})", gpu.adapter_name(), gpu.api(), if gpu.f16() { ", f16 weights" } else { "" });
     if gpu.is_software() {
         eprintln!("note: {} is a software rasteriser: these figures show the path works, they are not GPU speed", gpu.adapter_name());
     }
-    Ok(Box::new(gpu))
+    Ok(gpu)
 }
 
 /// Median latency of zoo model `name` in PyTorch on this machine's GPU

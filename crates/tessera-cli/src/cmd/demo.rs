@@ -200,7 +200,7 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     // Peers: one thread each, a WebRTC connection each.
-    let gpu = (a.backend == "gpu").then(|| super::gpu_or_cpu(1, Some(super::PEER_GPU_TIMEOUT_MS)));
+    let gpu = (a.backend == "gpu").then(|| super::gpu_or_cpu(1, Some(super::PEER_GPU_TIMEOUT_MS), tessera_gpu::TileChoice::Auto));
     let make_backend = |gpu: Option<tessera_gpu::GpuOrCpu>| -> Box<dyn Backend> {
         match gpu {
             Some(g) => Box::new(g),

@@ -29,8 +29,11 @@ pub const PEER_GPU_TIMEOUT_MS: u64 = 8_000;
 /// `demo`): wgpu when an adapter opens and passes its self-test, else the
 /// CPU with `threads` threads; says which on stderr. `timeout_ms`: how long
 /// one run may wait for the GPU (`None`: the wgpu backend's default).
-pub fn gpu_or_cpu(threads: usize, timeout_ms: Option<u64>) -> tessera_gpu::GpuOrCpu {
-    let mut opts = tessera_gpu::GpuOptions::from_env();
+/// `tiles`: `Auto` for long-lived peers (tiles measured on a hardware GPU,
+/// once per layer shape), `Heuristic` for a one-off run, where measuring
+/// would cost more than it saves.
+pub fn gpu_or_cpu(threads: usize, timeout_ms: Option<u64>, tiles: tessera_gpu::TileChoice) -> tessera_gpu::GpuOrCpu {
+    let mut opts = tessera_gpu::GpuOptions { tiles, ..tessera_gpu::GpuOptions::from_env() };
     if let Some(t) = timeout_ms {
         opts.timeout_ms = t;
     }

@@ -50,7 +50,7 @@ fn parse_link(s: &str) -> Result<LinkSim, String> {
 pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.threads != Some(0), "--threads must be at least 1");
     let threads = a.threads.unwrap_or_else(|| CpuBackend::default().threads());
-    let mut backend: Box<dyn Backend> = if a.backend == "gpu" { Box::new(super::gpu_or_cpu(threads, Some(super::PEER_GPU_TIMEOUT_MS))) } else { Box::new(CpuBackend::new(threads)) };
+    let mut backend: Box<dyn Backend> = if a.backend == "gpu" { Box::new(super::gpu_or_cpu(threads, Some(super::PEER_GPU_TIMEOUT_MS), tessera_gpu::TileChoice::Auto)) } else { Box::new(CpuBackend::new(threads)) };
     if let Some(f) = a.slowdown {
         anyhow::ensure!(f.is_finite() && f >= 1.0, "--slowdown must be a number >= 1 (got {f})");
         backend = Box::new(tessera_runtime::slowed::Slowed::new(backend, f));

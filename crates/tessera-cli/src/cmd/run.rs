@@ -44,7 +44,7 @@ pub struct Args {
 /// or the GPU (shared by all devices of a split run) with CPU fallback.
 fn backend_factory(kind: &str, threads: usize) -> tessera_runtime::local::BackendFactory {
     if kind == "gpu" {
-        let be = super::gpu_or_cpu(threads, None);
+        let be = super::gpu_or_cpu(threads, None, tessera_gpu::TileChoice::Heuristic);
         Arc::new(move |_| Box::new(be.clone()) as Box<dyn Backend>)
     } else {
         Arc::new(move |_| Box::new(CpuBackend::new(threads)) as Box<dyn Backend>)

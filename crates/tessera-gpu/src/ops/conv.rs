@@ -3,20 +3,21 @@
 //! and a direct kernel (`conv_direct.wgsl`) for depthwise convolutions and
 //! others with few channels per group, where GEMM tiles would be mostly
 //! padding. Bias, a fused residual and the activation run in the epilogue.
+//! The GEMM's tile shape comes from `crate::tune` (heuristic or measured).
 
 use tessera_graph::op::Conv;
 
 use super::{elems, grid_for, Cx, Dispatch, Params, Src};
 use crate::pipelines::{GemmB, Shader};
+use crate::tune::{self, GemmTile, LayerIo};
 
-/// GEMM tile depth and width (fixed by the shader).
+/// GEMM tile depth (fixed by the shader).
 const BK: usize = 16;
-const BN: usize = 64;
 
 /// Plans a convolution of input `x` into `y`; `residual`: the step's second
 /// input is added before the activation.
 pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool) -> Result<Vec<Dispatch>, String> {
-    let (&[n, ci, h, w], &[_, oc, oh, ow]) = (x, y) else {
+    let (&[n, ci, _, _], &[_, oc, oh, ow]) = (x, y) else {
         return Err(format!("expected NCHW tensors, got {x:?} -> {y:?}"));
     };
     elems(x)?;
@@ -25,19 +26,37 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     let (icg, ocg) = (ci / g, oc / g);
     let [kh, kw] = c.kernel();
     let k = icg * kh * kw;
-    let bias = cx.bias(c.bias.as_ref(), oc)?;
-    let res = if residual { Src::Input(1) } else { Src::Dummy };
     if ocg < 8 || k < 8 {
+        let bias = cx.bias(c.bias.as_ref(), oc)?;
+        let res = if residual { Src::Input(1) } else { Src::Dummy };
         return direct(cx, c, x, y, bias, res);
     }
-    // Rows per invocation: large tiles for wide layers, smaller when the
-    // grid would otherwise be too small to fill a GPU.
-    let cols = (n * oh * ow).div_ceil(BN);
-    let mut tm = 8usize;
-    while tm > 1 && (8 * tm >= ocg || (tm > 2 && ocg.div_ceil(16 * tm) * cols * g < 256)) {
+    // The tile: rows per invocation large for wide layers, smaller when
+    // the grid would otherwise be too small to fill a GPU (or measured).
+    let npix = n * oh * ow;
+    let cols = npix.div_ceil(64);
+    let mut tm = 8u32;
+    while tm > 1 && (8 * tm as usize >= ocg || (tm > 2 && ocg.div_ceil(16 * tm as usize) * cols * g < 256)) {
         tm /= 2;
     }
-    let bm = 16 * tm;
+    let heuristic = GemmTile { tm, tn: 4 };
+    let key = format!("conv {x:?} -> {y:?} k{kh}x{kw} s{:?} d{:?} p{:?} g{g} res{}", c.stride, c.dilation, c.pads, residual as u8);
+    let io = LayerIo { inputs: [x, y][..1 + residual as usize].iter().map(|s| 4 * s.iter().product::<usize>() as u64).collect(), output: 4 * (oc * npix) as u64 };
+    let tile = tune::choose(cx, &key, heuristic, &GemmTile::candidates(ocg, npix), &io, |cx, t| gemm(cx, c, x, y, residual, t))?;
+    gemm(cx, c, x, y, residual, tile)
+}
+
+/// The GEMM dispatch of a convolution with tile `tile`.
+fn gemm(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool, tile: GemmTile) -> Result<Vec<Dispatch>, String> {
+    let (n, ci, h, w) = (x[0], x[1], x[2], x[3]);
+    let (oc, oh, ow) = (y[1], y[2], y[3]);
+    let g = c.groups;
+    let (icg, ocg) = (ci / g, oc / g);
+    let [kh, kw] = c.kernel();
+    let k = icg * kh * kw;
+    let bias = cx.bias(c.bias.as_ref(), oc)?;
+    let res = if residual { Src::Input(1) } else { Src::Dummy };
+    let (bm, bn) = (tile.bm(), tile.bn());
     let (kp, mp) = (k.div_ceil(BK) * BK, ocg.div_ceil(bm) * bm);
     let weights = cx.weights(&c.weight, &format!("gemm/{g}/{mp}"), g * kp * mp, || {
         // [oc][k] row-major -> [group][Kp][Mp], zero-padded.
@@ -70,12 +89,12 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     p.u(5, ci)?.u(6, h)?.u(7, w)?.u(8, oh)?.u(9, ow)?.u(10, c.stride[0])?.u(11, c.stride[1])?;
     p.i(12, c.pads[0] as i64)?.i(13, c.pads[1] as i64)?.u(14, icg)?.u(15, oc)?.u(16, residual as usize)?;
     p.act(17, c.act).u(20, 0)?.u(21, h * w)?.u(22, oh * ow)?;
-    let groups = [cols, mp / bm, g];
+    let groups = [(n * oh * ow).div_ceil(bn), mp / bm, g];
     if groups.iter().any(|&v| v > 65535) {
         return Err(format!("grid {groups:?} exceeds the per-axis workgroup limit"));
     }
     Ok(vec![Dispatch {
-        shader: Shader::ConvGemm { b: mode, tm: tm as u32 },
+        shader: Shader::ConvGemm { b: mode, tm: tile.tm, tn: tile.tn },
         params: p,
         reads: vec![Src::Input(0), weights, bias, ktab, res],
         groups: [groups[0] as u32, groups[1] as u32, groups[2] as u32],

@@ -7,11 +7,11 @@ use tessera_graph::Dense;
 
 use super::{elems, grid, Cx, Dispatch, Params, Src};
 use crate::pipelines::{GemmB, Shader};
+use crate::tune::{GemmTile, TileChoice};
 
 /// At most this many rows take the GEMV path.
 const GEMV_ROWS: usize = 4;
 const BK: usize = 16;
-const BN: usize = 64;
 
 /// Plans `y[r, o] = act(sum_i x[r, i] w[o, i] + b[o])` over input `x`.
 pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>, String> {
@@ -51,12 +51,16 @@ pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>,
     }
     // GEMM over rows: A = weights [Kp][Mp] per chunk of output features.
     let kp = inf.div_ceil(BK) * BK;
-    let mut tm = if outf >= 128 { 8 } else if outf > 32 { 4 } else if outf > 16 { 2 } else { 1 };
+    let heuristic = GemmTile { tm: if outf >= 128 { 8 } else if outf > 32 { 4 } else if outf > 16 { 2 } else { 1 }, tn: 4 };
+    let mut tile = match cx.ctx.tuner.choice {
+        TileChoice::Fixed(t) => t,
+        TileChoice::Auto | TileChoice::Heuristic | TileChoice::Measured => heuristic,
+    };
     // One chunk must hold at least one tile of rows.
-    while tm > 1 && kp * 16 * tm * wb > max {
-        tm /= 2;
+    while tile.tm > 1 && kp * tile.bm() * wb > max {
+        tile.tm /= 2;
     }
-    let bm = 16 * tm;
+    let (bm, bn) = (tile.bm(), tile.bn());
     if kp * bm * wb > max {
         return Err(format!("{bm} weight rows of {inf} features exceed the storage binding limit"));
     }
@@ -78,12 +82,12 @@ pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>,
         let mut p = Params::new();
         p.u(0, m)?.u(1, rows)?.u(2, inf)?.u(3, mp / 4)?.u(4, kp)?.u(5, inf)?.u(15, outf)?.u(16, 0)?;
         p.act(17, d.act).u(20, lo)?;
-        let groups = [rows.div_ceil(BN), mp / bm, 1];
+        let groups = [rows.div_ceil(bn), mp / bm, 1];
         if groups.iter().any(|&v| v > 65535) {
             return Err(format!("grid {groups:?} exceeds the per-axis workgroup limit"));
         }
         out.push(Dispatch {
-            shader: Shader::ConvGemm { b: GemmB::Rows, tm: tm as u32 },
+            shader: Shader::ConvGemm { b: GemmB::Rows, tm: tile.tm, tn: tile.tn },
             params: p,
             reads: vec![Src::Input(0), weights, bias, Src::Dummy, Src::Dummy],
             groups: [groups[0] as u32, groups[1] as u32, 1],

@@ -96,7 +96,11 @@ fn cpu(note: String, gpu_adapter: Option<String>) -> (Box<dyn Backend>, Choice, 
 #[cfg(feature = "gpu")]
 async fn open_gpu(mode: GpuMode) -> (Box<dyn Backend>, Choice, GpuSwitch) {
     use tessera_gpu::{GpuOptions, GpuOrCpu, Selected, select_async};
-    match select_async(GpuOptions::default(), 1).await {
+    // A task the GPU has not finished in this time counts as a hung GPU:
+    // the task runs again on wasm SIMD and the coordinator is told (its
+    // own task timeout, 60 s, would otherwise drop the whole peer).
+    let opts = GpuOptions { timeout_ms: 20_000, ..GpuOptions::default() };
+    match select_async(opts, 1).await {
         Selected::Gpu(g) if g.is_software() && mode != GpuMode::Force => {
             let adapter = g.adapter_name();
             cpu(format!("WebGPU adapter {adapter} is a software renderer, slower than wasm SIMD (gpu=1 uses it anyway): CPU (wasm SIMD)"), Some(adapter))

@@ -1,0 +1,336 @@
+//! The tile shape of the conv GEMM (`shaders/conv_gemm.wgsl`) per layer.
+//!
+//! Which tile is fastest depends on the GPU (register file, shared memory,
+//! number of cores to fill) as much as on the layer, so besides a fixed
+//! heuristic the backend can measure: with [`TileChoice::Measured`] every
+//! candidate tile of a layer runs on the device at compile time (on scratch
+//! buffers of the layer's sizes, best of a few timed batches) and the
+//! fastest is kept — cached per device and layer shape, so re-plans, tiles
+//! of the same layer and later frames compile at once. The browser cannot
+//! block on the GPU while compiling, so there the heuristic is used.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use crate::ops::{Cx, Dispatch};
+
+/// Rows (`tm`) by columns (`tn`) of the output one invocation computes;
+/// a 16×16 workgroup covers `16·tm × 16·tn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTile {
+    /// Output channels per invocation: 1, 2, 4 or 8.
+    pub tm: u32,
+    /// Output pixels per invocation: 4 or 8.
+    pub tn: u32,
+}
+
+impl GemmTile {
+    /// Every tile the kernel is compiled for.
+    pub const ALL: [GemmTile; 8] = [
+        GemmTile { tm: 1, tn: 4 },
+        GemmTile { tm: 2, tn: 4 },
+        GemmTile { tm: 4, tn: 4 },
+        GemmTile { tm: 8, tn: 4 },
+        GemmTile { tm: 1, tn: 8 },
+        GemmTile { tm: 2, tn: 8 },
+        GemmTile { tm: 4, tn: 8 },
+        GemmTile { tm: 8, tn: 8 },
+    ];
+
+    /// Output channels per workgroup.
+    pub fn bm(self) -> usize {
+        16 * self.tm as usize
+    }
+
+    /// Output pixels per workgroup.
+    pub fn bn(self) -> usize {
+        16 * self.tn as usize
+    }
+
+    /// The tiles worth trying for `m` output channels (per group) and `n`
+    /// output pixels: a workgroup tile no larger than the next power of two
+    /// of either side (larger ones would compute mostly padding).
+    pub fn candidates(m: usize, n: usize) -> Vec<GemmTile> {
+        let (mmax, nmax) = (m.next_power_of_two().max(16), n.next_power_of_two().max(64));
+        GemmTile::ALL.into_iter().filter(|t| t.bm() <= mmax && t.bn() <= nmax).collect()
+    }
+}
+
+impl fmt::Display for GemmTile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.tm, self.tn)
+    }
+}
+
+impl FromStr for GemmTile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<GemmTile, String> {
+        let bad = || format!("bad GEMM tile '{s}': expected TMxTN with TM in 1, 2, 4, 8 and TN in 4, 8 (e.g. 8x4)");
+        let (m, n) = s.split_once('x').ok_or_else(bad)?;
+        let t = GemmTile { tm: m.trim().parse().map_err(|_| bad())?, tn: n.trim().parse().map_err(|_| bad())? };
+        GemmTile::ALL.contains(&t).then_some(t).ok_or_else(bad)
+    }
+}
+
+/// How the backend picks each layer's GEMM tile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TileChoice {
+    /// `Measured` on a hardware GPU, `Heuristic` on a software adapter
+    /// (where measuring costs seconds per model and predicts no real GPU).
+    #[default]
+    Auto,
+    /// A fixed rule from the layer's shape (no measurement; the only
+    /// choice in the browser).
+    Heuristic,
+    /// The fastest candidate measured on this device (native only; falls
+    /// back to the heuristic in the browser).
+    Measured,
+    /// The same tile for every layer (tests, sweeps).
+    Fixed(GemmTile),
+}
+
+impl fmt::Display for TileChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TileChoice::Auto => f.write_str("auto"),
+            TileChoice::Heuristic => f.write_str("heuristic"),
+            TileChoice::Measured => f.write_str("measured"),
+            TileChoice::Fixed(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+impl FromStr for TileChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TileChoice, String> {
+        match s {
+            "auto" => Ok(TileChoice::Auto),
+            "heuristic" => Ok(TileChoice::Heuristic),
+            "measured" => Ok(TileChoice::Measured),
+            other => other.parse().map(TileChoice::Fixed).map_err(|e| format!("{e}, or 'auto' / 'heuristic' / 'measured'")),
+        }
+    }
+}
+
+/// What measuring one layer found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TileMeasurement {
+    /// The layer's shape, as the cache key ("conv 1x64x56x56 -> ...").
+    pub layer: String,
+    /// The tile kept.
+    pub chosen: GemmTile,
+    /// Each candidate's time per dispatch on the device, in ms.
+    pub times: Vec<(GemmTile, f64)>,
+}
+
+/// The per-device choice of tiles and the cache of measurements.
+#[derive(Default)]
+pub(crate) struct Tuner {
+    /// Never `Auto` (resolved when the device opens).
+    pub choice: TileChoice,
+    measured: Mutex<HashMap<String, TileMeasurement>>,
+    /// Keys in the order they were measured (for reports).
+    order: Mutex<Vec<String>>,
+}
+
+impl Tuner {
+    /// Resolves `Auto` for a hardware (`software == false`) or software adapter.
+    pub fn new(choice: TileChoice, software: bool) -> Tuner {
+        let choice = match choice {
+            TileChoice::Auto if software => TileChoice::Heuristic,
+            TileChoice::Auto => TileChoice::Measured,
+            other => other,
+        };
+        Tuner { choice, ..Tuner::default() }
+    }
+
+    /// Every measurement so far, in order.
+    pub fn report(&self) -> Vec<TileMeasurement> {
+        let map = self.measured.lock().unwrap_or_else(|e| e.into_inner());
+        let order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        order.iter().filter_map(|k| map.get(k).cloned()).collect()
+    }
+}
+
+/// Sizes of the buffers a layer's dispatches bind: the step's inputs
+/// (`Src::Input(k)`) and its output, in bytes.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) struct LayerIo {
+    pub inputs: Vec<u64>,
+    pub output: u64,
+}
+
+/// The tile for one layer: per the backend's [`TileChoice`], measuring the
+/// `candidates` (each built by `build` on a scratch context) when asked to
+/// and not yet cached under `key`.
+pub(crate) fn choose(cx: &Cx, key: &str, heuristic: GemmTile, candidates: &[GemmTile], io: &LayerIo, build: impl FnMut(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String>) -> Result<GemmTile, String> {
+    let tuner = &cx.ctx.tuner;
+    match tuner.choice {
+        TileChoice::Heuristic | TileChoice::Auto => Ok(heuristic),
+        TileChoice::Fixed(t) => Ok(t),
+        TileChoice::Measured if candidates.len() < 2 => Ok(candidates.first().copied().unwrap_or(heuristic)),
+        TileChoice::Measured => {
+            if let Some(m) = tuner.measured.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+                return Ok(m.chosen);
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                let times = measure(cx, candidates, io, build)?;
+                let chosen = times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map_or(heuristic, |t| t.0);
+                let m = TileMeasurement { layer: key.to_string(), chosen, times };
+                tuner.measured.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), m);
+                tuner.order.lock().unwrap_or_else(|e| e.into_inner()).push(key.to_string());
+                Ok(chosen)
+            }
+            #[cfg(target_arch = "wasm32")]
+            {
+                let _ = (io, build);
+                Ok(heuristic)
+            }
+        }
+    }
+}
+
+/// Times each candidate's dispatches on scratch buffers (activation pool
+/// buffers of the layer's sizes; their contents do not matter).
+#[cfg(not(target_arch = "wasm32"))]
+fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String>) -> Result<Vec<(GemmTile, f64)>, String> {
+    use crate::ops::Src;
+    use crate::pool::size_class;
+
+    let ctx = cx.ctx;
+    let binding = |b: u64| b.max(16).div_ceil(16) * 16;
+    let mut nth: HashMap<u64, usize> = HashMap::new();
+    let mut scratch = |bytes: u64| {
+        let class = size_class(bytes).max(binding(bytes));
+        let k = nth.entry(class).or_insert(0);
+        *k += 1;
+        (ctx.pool.get(&ctx.device, class, *k - 1), binding(bytes))
+    };
+    let inputs: Vec<(wgpu::Buffer, u64)> = io.inputs.iter().map(|&b| scratch(b)).collect();
+    let output = scratch(io.output);
+    let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+    let mut times = Vec::with_capacity(candidates.len());
+    for &tile in candidates {
+        let mut tcx = Cx { ctx, consts: Vec::new() };
+        let dispatches = build(&mut tcx, tile)?;
+        let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tessera tune params"),
+            size: 256 * dispatches.len().max(1) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut passes = Vec::new();
+        for (i, d) in dispatches.iter().enumerate() {
+            ctx.queue.write_buffer(&params, 256 * i as u64, &d.params.bytes());
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &params, offset: 256 * i as u64, size: std::num::NonZeroU64::new(256) }) }];
+            let mut bound: Vec<(&wgpu::Buffer, u64)> = d
+                .reads
+                .iter()
+                .map(|r| match *r {
+                    Src::Input(k) => inputs.get(k).map(|(b, s)| (b, *s)).ok_or_else(|| format!("tuning: dispatch reads input {k} of {}", inputs.len())),
+                    Src::Const(k) => tcx.consts.get(k).map(|b| (b.as_ref(), b.size())).ok_or_else(|| "tuning: unknown constant".to_string()),
+                    Src::Dummy => Ok((&dummy, 16)),
+                })
+                .collect::<Result<_, _>>()?;
+            bound.push((&output.0, output.1));
+            for (b, (buf, size)) in bound.into_iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
+            }
+            let layout = ctx.pipelines.layout(&ctx.device, d.shader.reads());
+            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+            passes.push((ctx.pipelines.get(&ctx.device, d.shader, ctx.f16), bind_group, d.groups));
+        }
+        // A first run (pipeline warm-up) sizes the timed batches: about 2 ms
+        // each, best of three; one run only for layers slower than 50 ms
+        // (software adapters).
+        let first = run_timed(ctx, &passes, 1)?;
+        let (reps, samples) = if first > 50.0 { (1, 0) } else { ((2.0 / first.max(1e-3)).ceil().clamp(1.0, 64.0) as usize, 3) };
+        let mut best = first;
+        for _ in 0..samples {
+            best = best.min(run_timed(ctx, &passes, reps)? / reps as f64);
+        }
+        times.push((tile, best));
+    }
+    Ok(times)
+}
+
+/// Runs `passes` `reps` times in one submission; the GPU time in ms
+/// (timestamps where the device has them, else the wall clock around
+/// submit and wait).
+#[cfg(not(target_arch = "wasm32"))]
+fn run_timed(ctx: &crate::device::GpuContext, passes: &[(wgpu::ComputePipeline, wgpu::BindGroup, [u32; 3])], reps: usize) -> Result<f64, String> {
+    let queries = ctx.timestamps.then(|| ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera tune"), ty: wgpu::QueryType::Timestamp, count: 2 }));
+    let buffers = queries.as_ref().map(|_| {
+        let usage = [wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST];
+        usage.map(|usage| ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage, mapped_at_creation: false }))
+    });
+    let _guard = ctx.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
+    {
+        let timestamp_writes = queries.as_ref().map(|q| wgpu::ComputePassTimestampWrites { query_set: q, beginning_of_pass_write_index: Some(0), end_of_pass_write_index: Some(1) });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera tune"), timestamp_writes });
+        for _ in 0..reps {
+            for (pipeline, bind_group, g) in passes {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(g[0], g[1], g[2]);
+            }
+        }
+    }
+    if let (Some(q), Some([resolve, read])) = (&queries, &buffers) {
+        enc.resolve_query_set(q, 0..2, resolve, 0);
+        enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+    }
+    let t0 = std::time::Instant::now();
+    let index = ctx.queue.submit([enc.finish()]);
+    drop(_guard);
+    match &buffers {
+        Some([_, read]) => {
+            let raw = crate::device::read_bytes_blocking(ctx, read, 16, index).map_err(|e| e.to_string())?;
+            let tick = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+            Ok(tick(1).saturating_sub(tick(0)) as f64 * ctx.queue.get_timestamp_period() as f64 / 1e6)
+        }
+        None => {
+            crate::device::wait(ctx, Some(index)).map_err(|e| e.to_string())?;
+            Ok(t0.elapsed().as_secs_f64() * 1e3)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_parse_and_print() {
+        for t in GemmTile::ALL {
+            assert_eq!(t.to_string().parse::<GemmTile>(), Ok(t));
+        }
+        assert!("3x4".parse::<GemmTile>().is_err());
+        assert!("8".parse::<GemmTile>().is_err());
+        assert_eq!("measured".parse::<TileChoice>(), Ok(TileChoice::Measured));
+        assert_eq!("4x8".parse::<TileChoice>(), Ok(TileChoice::Fixed(GemmTile { tm: 4, tn: 8 })));
+        assert!("fast".parse::<TileChoice>().unwrap_err().contains("heuristic"));
+        assert_eq!(Tuner::new(TileChoice::Auto, true).choice, TileChoice::Heuristic);
+        assert_eq!(Tuner::new(TileChoice::Auto, false).choice, TileChoice::Measured);
+        for c in [TileChoice::Auto, TileChoice::Heuristic, TileChoice::Measured, TileChoice::Fixed(GemmTile { tm: 2, tn: 8 })] {
+            assert_eq!(c.to_string().parse::<TileChoice>(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn candidates_skip_tiles_of_mostly_padding() {
+        // 16 channels, 49 pixels: only the smallest workgroup tiles.
+        assert_eq!(GemmTile::candidates(16, 49), vec![GemmTile { tm: 1, tn: 4 }]);
+        // Wide layers try everything.
+        assert_eq!(GemmTile::candidates(512, 3136).len(), 8);
+        // 96 channels: up to 128 rows; 200 pixels: both widths.
+        let c = GemmTile::candidates(96, 200);
+        assert!(c.contains(&GemmTile { tm: 8, tn: 8 }) && c.len() == 8);
+    }
+}
