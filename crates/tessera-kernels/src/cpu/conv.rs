@@ -489,15 +489,19 @@ fn depthwise(isa: Isa, par: &Par, g: &ConvGeom, w: &[f32], bias: Option<&[f32]>,
     let ph = Phased::new(g);
     let offs = ph.offsets(g);
     let n_wide = ph.n_wide(g);
+    // Whole chunks of TAP_CHUNK outputs, the last one running past the
+    // plane into zero padding (its extra outputs are never compacted):
+    // small planes (7×7, 14×14) then take the register-blocked path only.
+    let n_taps = n_wide.next_multiple_of(TAP_CHUNK);
     par.for_each(ranges.len(), &|t| {
         let (p0, p1) = ranges[t];
         PLANES.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
             let (buf, wide) = &mut *bufs;
             let max_off = offs.iter().copied().max().unwrap_or(0);
-            let len = (max_off + n_wide).max(ph.channel_len());
-            if wide.len() < n_wide {
-                wide.resize(n_wide, 0.0);
+            let len = (max_off + n_taps).max(ph.channel_len());
+            if wide.len() < n_taps {
+                wide.resize(n_taps, 0.0);
             }
             for p in p0..p1 {
                 let c = p % g.c_out;
@@ -505,7 +509,7 @@ fn depthwise(isa: Isa, par: &Par, g: &ConvGeom, w: &[f32], bias: Option<&[f32]>,
                 ph.fill(isa, g, 1, &x[p * in_plane..(p + 1) * in_plane], buf);
                 let wc = &w[c * g.kh * g.kw..(c + 1) * g.kh * g.kw];
                 let b = bias.map_or(0.0, |b| b[c]);
-                taps_for(isa, buf, &offs, wc, b, &mut wide[..n_wide]);
+                taps_for(isa, buf, &offs, wc, b, &mut wide[..n_taps]);
                 // SAFETY: plane p of y belongs to this task alone.
                 let yout = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * out_plane), out_plane) };
                 let res = residual.map(|r| &r[p * out_plane..(p + 1) * out_plane]);
@@ -533,6 +537,9 @@ multiversion! {
         }
     }
 }
+
+/// Outputs a depthwise tap loop keeps in registers.
+const TAP_CHUNK: usize = 64;
 
 /// `taps` compiled for `isa` (explicit target-feature entry points: this
 /// loop is the whole cost of a depthwise conv).
@@ -562,7 +569,7 @@ fn taps_for(isa: Isa, buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &
 /// x86 paths; elsewhere `mul_add` would be a slow library call).
 #[inline(always)]
 fn taps<const FMA: bool>(buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
-    const CH: usize = 64;
+    const CH: usize = TAP_CHUNK;
     let n = wide.len();
     let mut start = 0;
     while start + CH <= n {
