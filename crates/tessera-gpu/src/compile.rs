@@ -309,7 +309,7 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
                 entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
             }
             let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
-            passes.push(Pass { step: si, pipeline, bind_group, groups: d.groups });
+            passes.push(Pass { step: si, shader: d.shader, pipeline, bind_group, groups: d.groups });
         }
     }
     ctx.queue.write_buffer(&params, 0, &param_bytes);

@@ -12,8 +12,8 @@ use crate::device::{device_error, f32_bytes, read_back_async, GpuContext, Popped
 /// One recorded dispatch.
 pub(crate) struct Pass {
     /// Index of the step (graph node) it belongs to.
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub step: usize,
+    pub shader: crate::pipelines::Shader,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
@@ -40,7 +40,6 @@ pub struct GpuExecutable {
     _consts: Vec<Arc<wgpu::Buffer>>,
     passes: Vec<Pass>,
     /// The node timed for each step.
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     timed: Vec<NodeId>,
     /// (slot buffer, staging offset, bytes) copied after the last pass.
     copies: Vec<(wgpu::Buffer, u64, u64)>,
@@ -71,6 +70,27 @@ impl GpuExecutable {
     /// Compute dispatches one run records (all in one submission).
     pub fn dispatches(&self) -> usize {
         self.passes.len()
+    }
+
+    /// The kernels each graph node runs as (its label per dispatch, joined
+    /// by "+"), for per-layer reports; nodes fused into another step or
+    /// computed by none (an aliased reshape) are absent.
+    pub fn kernels(&self) -> Vec<(NodeId, String)> {
+        let mut out: Vec<(NodeId, String)> = Vec::new();
+        for p in &self.passes {
+            let node = self.timed[p.step];
+            match out.last_mut() {
+                Some((n, label)) if *n == node => {
+                    let l = p.shader.label();
+                    if !label.split('+').any(|x| x == l) {
+                        label.push('+');
+                        label.push_str(&l);
+                    }
+                }
+                _ => out.push((node, p.shader.label())),
+            }
+        }
+        out
     }
 
     /// Bytes of activation memory this graph's slots need (before pooling).

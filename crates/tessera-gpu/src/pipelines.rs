@@ -64,6 +64,16 @@ impl Shader {
         }
     }
 
+    /// A short label for reports: "gemm im2col 8x4", "direct", ...
+    pub fn label(self) -> String {
+        match self {
+            Shader::ConvGemm { b, tm, tn } => format!("gemm {} {tm}x{tn}", format!("{b:?}").to_lowercase()),
+            Shader::ConvDirect => "direct".into(),
+            Shader::Softmax { .. } => "softmax".into(),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+
     /// Whether the kernel reads weights (so the f16 variant differs).
     fn has_weights(self) -> bool {
         matches!(self, Shader::ConvGemm { .. } | Shader::ConvDirect | Shader::Gemv)

@@ -452,6 +452,13 @@ fn profiled_run_times_every_node() {
     let plain = exe.run(&x).unwrap();
     assert_eq!(out[0].max_rel_diff(&plain[0]), 0.0);
     assert!(!timings.is_empty() && timings.iter().all(|t| t.ms >= 0.0));
+    // Each timed node's kernels, for per-layer reports.
+    let kernels = gpu.compile_gpu(&g).unwrap().kernels();
+    let label = |name: &str| kernels.iter().find(|(n, _)| g.node(*n).name == name).map(|(_, k)| k.clone());
+    assert_eq!(label("conv1").as_deref(), Some("direct"));
+    assert!(label("conv2").is_some_and(|k| k.starts_with("gemm im2col ")), "{kernels:?}");
+    assert_eq!(label("fc1").as_deref(), Some("gemv"));
+    assert!(timings.iter().all(|t| kernels.iter().any(|(n, _)| *n == t.node) || g.node(t.node).name == "flatten"), "{kernels:?}");
 }
 
 /// Every kernel variant compiles on this device (f32 and, where the

@@ -78,7 +78,15 @@ pub fn run(a: Args) -> Result<()> {
         let flops = cost_table(&g).total.flops() as f64;
         let measured_before = gpu_handle.as_ref().map_or(0, |g| g.tile_measurements().len());
         let t = clock_ms();
-        let mut exe = backend.compile(&g)?;
+        // The GPU executable directly, for its per-layer kernel labels.
+        let (mut exe, kernels): (Box<dyn tessera_kernels::Executable>, BTreeMap<usize, String>) = match &gpu_handle {
+            Some(gh) => {
+                let e = gh.compile_gpu(&g)?;
+                let k = e.kernels().into_iter().collect();
+                (Box::new(e), k)
+            }
+            None => (backend.compile(&g)?, BTreeMap::new()),
+        };
         let compile_ms = clock_ms() - t;
         let mut rng = Rng::new(7);
         let inputs: Vec<Tensor> = g
@@ -114,7 +122,8 @@ pub fn run(a: Args) -> Result<()> {
                 let c = tessera_graph::node_cost(&g, *id);
                 let m = median(v);
                 let gf = if m > 0.0 { c.flops() as f64 / m / 1e6 } else { 0.0 };
-                println!("  {:<28} {:<18} {:>9.3} ms {:>5.1}% {:>8.1} GFLOP/s", n.name, tessera_graph::cost::op_label(&n.op), m, 100.0 * m / total, gf);
+                let kernel = kernels.get(id).map_or(String::new(), |k| format!("  {k}"));
+                println!("  {:<28} {:<18} {:>9.3} ms {:>5.1}% {:>8.1} GFLOP/s{kernel}", n.name, tessera_graph::cost::op_label(&n.op), m, 100.0 * m / total, gf);
             }
             if let Some(gh) = &gpu_handle {
                 print_tiles(&gh.tile_measurements()[measured_before..]);
