@@ -136,6 +136,7 @@ impl GpuContext {
             .await
             .map_err(|e| device_error(format!("cannot open {} ({:?}): {e}", info.name, info.backend)))?;
         let software = info.device_type == wgpu::DeviceType::Cpu;
+        let tuner = Tuner::new(opts.tiles, software).map_err(device_error)?;
         let lost = Arc::new(Mutex::new(None));
         let uncaptured = Arc::new(Mutex::new(None));
         {
@@ -163,7 +164,7 @@ impl GpuContext {
             pipelines: Pipelines::default(),
             pool: BufferPool::default(),
             weights: WeightCache::default(),
-            tuner: Tuner::new(opts.tiles, software),
+            tuner,
             lost,
             uncaptured,
             submit_lock: Mutex::new(()),
@@ -308,37 +309,51 @@ pub(crate) async fn read_back_async(ctx: &GpuContext, staging: &wgpu::Buffer, by
     }
     #[cfg(target_arch = "wasm32")]
     {
-        let _ = submission;
+        let _ = (ctx, submission);
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        // The map callback or the timer, whichever comes first: a GPU that
-        // never finishes (hung driver, a tab throttled to death) fails the
-        // run like a lost device instead of stalling the peer forever.
         let (tx, rx) = oneshot::channel();
-        let tx = std::rc::Rc::new(std::cell::RefCell::new(Some(tx)));
-        let on_map = tx.clone();
-        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
-            if let Some(s) = on_map.borrow_mut().take() {
-                s.send(Some(r));
-            }
-        });
-        let timer = timer::Timeout::start(ctx.timeout, move || {
-            if let Some(s) = tx.borrow_mut().take() {
-                s.send(None);
-            }
-        });
-        let r = rx.await;
-        drop(timer);
-        match r {
-            Some(Ok(())) => Ok(copy_out(staging, bytes)),
-            Some(Err(e)) => Err(device_error(format!("cannot read results back: {e}"))),
-            None => {
-                let msg = format!("GPU work did not finish within {} ms (treating the device as hung)", ctx.timeout.as_millis());
-                ctx.mark_lost(&msg);
-                Err(device_error(msg))
-            }
+        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        match rx.await {
+            Ok(()) => Ok(copy_out(staging, bytes)),
+            Err(e) => Err(device_error(format!("cannot read results back: {e}"))),
         }
+    }
+}
+
+/// Awaits `work` (GPU work: error scopes, a read-back) for at most the
+/// context's timeout: a GPU that never answers (a hung driver, a tab
+/// throttled to death) fails like a lost device instead of stalling the
+/// caller forever. Natively every wait is already bounded (`wait`).
+pub(crate) async fn bounded<T>(ctx: &GpuContext, work: impl std::future::Future<Output = Result<T, KernelError>>) -> Result<T, KernelError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = ctx;
+        work.await
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        use std::future::Future;
+        use std::task::Poll;
+        let (tx, mut expired) = oneshot::channel::<()>();
+        let _timer = timer::Timeout::start(ctx.timeout, move || tx.send(()));
+        let mut work = std::pin::pin!(work);
+        let done = std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if std::pin::Pin::new(&mut expired).poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        done.unwrap_or_else(|| {
+            let msg = format!("GPU work did not finish within {} ms (treating the device as hung)", ctx.timeout.as_millis());
+            ctx.mark_lost(&msg);
+            Err(device_error(msg))
+        })
     }
 }
 
@@ -371,7 +386,9 @@ mod timer {
                     f();
                 }
             });
-            let handle = set_timeout(f.as_ref().unchecked_ref(), after.as_secs_f64() * 1e3);
+            // setTimeout takes a signed 32-bit delay (longer ones fire at once).
+            let ms = after.as_millis().min(i32::MAX as u128) as f64;
+            let handle = set_timeout(f.as_ref().unchecked_ref(), ms);
             Timeout { handle, _f: f }
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tessera_graph::{Graph, NodeId, Tensor};
 use tessera_kernels::{Clock, Executable, KernelError, NodeTiming, RunFuture};
 
-use crate::device::{device_error, f32_bytes, read_back_async, GpuContext, PoppedScopes};
+use crate::device::{bounded, device_error, f32_bytes, read_back_async, GpuContext, PoppedScopes};
 
 /// One recorded dispatch.
 pub(crate) struct Pass {
@@ -151,8 +151,11 @@ impl GpuExecutable {
     pub async fn run_async(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, KernelError> {
         self.signature.check_inputs(inputs)?;
         let (index, scopes) = self.submit(inputs, None, true, true)?;
-        scopes.check("run").await?;
-        let staged = read_back_async(&self.ctx, &self.staging, self.staging_len, index).await?;
+        let staged = bounded(&self.ctx, async {
+            scopes.check("run").await?;
+            read_back_async(&self.ctx, &self.staging, self.staging_len, index).await
+        })
+        .await?;
         self.ctx.check_alive()?;
         self.collect(inputs, &staged)
     }

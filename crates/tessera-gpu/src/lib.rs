@@ -152,7 +152,7 @@ impl GpuBackend {
     pub async fn compile_async(&self, graph: &Graph) -> Result<GpuExecutable, KernelError> {
         let scopes = self.ctx.scopes();
         let exe = compile::compile(&self.ctx, graph);
-        scopes.pop().check(&format!("compiling '{}'", graph.name)).await?;
+        device::bounded(&self.ctx, scopes.pop().check(&format!("compiling '{}'", graph.name))).await?;
         exe
     }
 

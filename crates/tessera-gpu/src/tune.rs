@@ -49,6 +49,12 @@ impl GemmTile {
         16 * self.tn as usize
     }
 
+    /// Workgroup memory the kernel declares for this tile: the A slice
+    /// (16 × BM floats) and the B slice (16 × BN floats).
+    pub fn workgroup_bytes(self) -> u32 {
+        1024 * (self.tm + self.tn)
+    }
+
     /// The tiles worth trying for `m` output channels (per group) and `n`
     /// output pixels: a workgroup tile no larger than the next power of two
     /// of either side (larger ones would compute mostly padding).
@@ -125,7 +131,14 @@ pub struct TileMeasurement {
     pub chosen: GemmTile,
     /// Each candidate's time per dispatch on the device, in ms.
     pub times: Vec<(GemmTile, f64)>,
+    /// Candidates that could not run this layer, and why (a weight
+    /// padding over the binding limit, a grid over the per-axis limit).
+    pub failed: Vec<(GemmTile, String)>,
 }
+
+/// Layer shapes whose measurements a device keeps (oldest dropped first).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+const MAX_REMEMBERED: usize = 4096;
 
 /// The per-device choice of tiles and the cache of measurements.
 #[derive(Default)]
@@ -138,14 +151,30 @@ pub(crate) struct Tuner {
 }
 
 impl Tuner {
-    /// Resolves `Auto` for a hardware (`software == false`) or software adapter.
-    pub fn new(choice: TileChoice, software: bool) -> Tuner {
+    /// Resolves `Auto` for a hardware (`software == false`) or software
+    /// adapter; refuses a fixed tile the kernel is not compiled for.
+    pub fn new(choice: TileChoice, software: bool) -> Result<Tuner, String> {
         let choice = match choice {
             TileChoice::Auto if software => TileChoice::Heuristic,
             TileChoice::Auto => TileChoice::Measured,
+            TileChoice::Fixed(t) if !GemmTile::ALL.contains(&t) => return Err(format!("GEMM tile {t} is not one of the kernel's tiles (TM 1, 2, 4, 8 by TN 4, 8)")),
             other => other,
         };
-        Tuner { choice, ..Tuner::default() }
+        Ok(Tuner { choice, ..Tuner::default() })
+    }
+
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    fn remember(&self, m: TileMeasurement) {
+        let mut map = self.measured.lock().unwrap_or_else(|e| e.into_inner());
+        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a long-lived peer sees new tile shapes with every re-plan.
+        if order.len() >= MAX_REMEMBERED {
+            let old = order.remove(0);
+            map.remove(&old);
+        }
+        if map.insert(m.layer.clone(), m.clone()).is_none() {
+            order.push(m.layer);
+        }
     }
 
     /// Every measurement so far, in order.
@@ -169,21 +198,26 @@ pub(crate) struct LayerIo {
 /// and not yet cached under `key`.
 pub(crate) fn choose(cx: &Cx, key: &str, heuristic: GemmTile, candidates: &[GemmTile], io: &LayerIo, build: impl FnMut(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String>) -> Result<GemmTile, String> {
     let tuner = &cx.ctx.tuner;
+    let wg_limit = cx.ctx.limits.max_compute_workgroup_storage_size;
+    let fits = |t: &GemmTile| t.workgroup_bytes() <= wg_limit;
     match tuner.choice {
         TileChoice::Heuristic | TileChoice::Auto => Ok(heuristic),
+        TileChoice::Fixed(t) if !fits(&t) => Err(format!("GEMM tile {t} needs {} bytes of workgroup memory, over the device's {wg_limit}", t.workgroup_bytes())),
         TileChoice::Fixed(t) => Ok(t),
-        TileChoice::Measured if candidates.len() < 2 => Ok(candidates.first().copied().unwrap_or(heuristic)),
         TileChoice::Measured => {
+            let candidates: Vec<GemmTile> = candidates.iter().copied().filter(fits).collect();
+            if candidates.len() < 2 {
+                return Ok(candidates.first().copied().unwrap_or(heuristic));
+            }
             if let Some(m) = tuner.measured.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
                 return Ok(m.chosen);
             }
             #[cfg(not(target_arch = "wasm32"))]
             {
-                let times = measure(cx, candidates, io, build)?;
-                let chosen = times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map_or(heuristic, |t| t.0);
-                let m = TileMeasurement { layer: key.to_string(), chosen, times };
-                tuner.measured.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), m);
-                tuner.order.lock().unwrap_or_else(|e| e.into_inner()).push(key.to_string());
+                let (times, failed) = measure(cx, &candidates, io, build)?;
+                // None ran: the heuristic tile's own build reports why.
+                let Some(chosen) = times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|t| t.0) else { return Ok(heuristic) };
+                tuner.remember(TileMeasurement { layer: key.to_string(), chosen, times, failed });
                 Ok(chosen)
             }
             #[cfg(target_arch = "wasm32")]
@@ -195,29 +229,36 @@ pub(crate) fn choose(cx: &Cx, key: &str, heuristic: GemmTile, candidates: &[Gemm
     }
 }
 
-/// Times each candidate's dispatches on scratch buffers (activation pool
-/// buffers of the layer's sizes; their contents do not matter).
+/// Times each candidate's dispatches on scratch buffers of the layer's
+/// sizes (their contents do not matter; not pool buffers, which a
+/// profiled run on another thread may hold values in between its
+/// submissions). Candidates that cannot be built or timed are listed with
+/// the reason; a device failure ends the measurement with an error.
 #[cfg(not(target_arch = "wasm32"))]
-fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String>) -> Result<Vec<(GemmTile, f64)>, String> {
+#[allow(clippy::type_complexity)]
+fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String>) -> Result<(Vec<(GemmTile, f64)>, Vec<(GemmTile, String)>), String> {
     use crate::ops::Src;
-    use crate::pool::size_class;
 
     let ctx = cx.ctx;
     let binding = |b: u64| b.max(16).div_ceil(16) * 16;
-    let mut nth: HashMap<u64, usize> = HashMap::new();
-    let mut scratch = |bytes: u64| {
-        let class = size_class(bytes).max(binding(bytes));
-        let k = nth.entry(class).or_insert(0);
-        *k += 1;
-        (ctx.pool.get(&ctx.device, class, *k - 1), binding(bytes))
+    let scratch = |bytes: u64| {
+        let size = binding(bytes);
+        (ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune scratch"), size, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }), size)
     };
     let inputs: Vec<(wgpu::Buffer, u64)> = io.inputs.iter().map(|&b| scratch(b)).collect();
     let output = scratch(io.output);
     let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
     let mut times = Vec::with_capacity(candidates.len());
+    let mut failed = Vec::new();
     for &tile in candidates {
         let mut tcx = Cx { ctx, consts: Vec::new() };
-        let dispatches = build(&mut tcx, tile)?;
+        let dispatches = match build(&mut tcx, tile) {
+            Ok(d) => d,
+            Err(e) => {
+                failed.push((tile, e));
+                continue;
+            }
+        };
         let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tessera tune params"),
             size: 256 * dispatches.len().max(1) as u64,
@@ -254,9 +295,15 @@ fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut
         for _ in 0..samples {
             best = best.min(run_timed(ctx, &passes, reps)? / reps as f64);
         }
-        times.push((tile, best));
+        // A time of zero means the timestamps were never written (an
+        // invalid submission, caught by the compile's error scopes).
+        if best > 0.0 && best.is_finite() {
+            times.push((tile, best));
+        } else {
+            failed.push((tile, "no valid timing".to_string()));
+        }
     }
-    Ok(times)
+    Ok((times, failed))
 }
 
 /// Runs `passes` `reps` times in one submission; the GPU time in ms
@@ -292,7 +339,8 @@ fn run_timed(ctx: &crate::device::GpuContext, passes: &[(wgpu::ComputePipeline, 
     match &buffers {
         Some([_, read]) => {
             let raw = crate::device::read_bytes_blocking(ctx, read, 16, index).map_err(|e| e.to_string())?;
-            let tick = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+            let raw: &[u8; 16] = raw.get(..16).and_then(|r| r.try_into().ok()).ok_or("tuning: the timestamps could not be read back")?;
+            let tick = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().expect("8 of 16 bytes"));
             Ok(tick(1).saturating_sub(tick(0)) as f64 * ctx.queue.get_timestamp_period() as f64 / 1e6)
         }
         None => {
@@ -316,8 +364,11 @@ mod tests {
         assert_eq!("measured".parse::<TileChoice>(), Ok(TileChoice::Measured));
         assert_eq!("4x8".parse::<TileChoice>(), Ok(TileChoice::Fixed(GemmTile { tm: 4, tn: 8 })));
         assert!("fast".parse::<TileChoice>().unwrap_err().contains("heuristic"));
-        assert_eq!(Tuner::new(TileChoice::Auto, true).choice, TileChoice::Heuristic);
-        assert_eq!(Tuner::new(TileChoice::Auto, false).choice, TileChoice::Measured);
+        assert_eq!(Tuner::new(TileChoice::Auto, true).unwrap().choice, TileChoice::Heuristic);
+        assert_eq!(Tuner::new(TileChoice::Auto, false).unwrap().choice, TileChoice::Measured);
+        let bad = Tuner::new(TileChoice::Fixed(GemmTile { tm: 3, tn: 5 }), false).err().unwrap();
+        assert!(bad.contains("3x5"), "{bad}");
+        assert_eq!(GemmTile { tm: 8, tn: 8 }.workgroup_bytes(), 16384);
         for c in [TileChoice::Auto, TileChoice::Heuristic, TileChoice::Measured, TileChoice::Fixed(GemmTile { tm: 2, tn: 8 })] {
             assert_eq!(c.to_string().parse::<TileChoice>(), Ok(c));
         }
