@@ -135,7 +135,7 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
     }
     let max_binding = ctx.max_binding();
     let (absorbed, fusions) = residual_fusions(g);
-    let mut cx = Cx { ctx, consts: Vec::new() };
+    let mut cx = Cx::new(ctx);
     let mut locs: Vec<Option<Loc>> = vec![None; g.len()];
     let mut const_tensors: Vec<Arc<Tensor>> = Vec::new();
     let mut const_index: Vec<usize> = Vec::new(); // const_tensors[i] lives in cx.consts[const_index[i]]
@@ -344,5 +344,6 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
     });
     let timed: Vec<NodeId> = steps.iter().map(|s| s.timed).collect();
     let input_buffers = input_buffers.into_iter().map(|(b, _)| b).collect();
-    Ok(GpuExecutable::new(ctx.clone(), signature, input_buffers, cx.consts, passes, timed, copies, staging, staging_len, outputs, slots.bytes.iter().sum()))
+    let exe = GpuExecutable::new(ctx.clone(), signature, input_buffers, cx.consts, passes, timed, copies, staging, staging_len, outputs, slots.bytes.iter().sum());
+    Ok(exe.with_retune(cx.pending, g))
 }

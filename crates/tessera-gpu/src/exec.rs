@@ -47,6 +47,9 @@ pub struct GpuExecutable {
     staging_len: u64,
     outputs: Vec<Output>,
     activation_bytes: u64,
+    /// Layers whose tiles are measured before the first run, and the graph
+    /// to recompile with the measured tiles (browser, `TileChoice::Measured`).
+    retune: Option<(Vec<crate::tune::Pending>, Graph)>,
 }
 
 impl GpuExecutable {
@@ -64,7 +67,36 @@ impl GpuExecutable {
         outputs: Vec<Output>,
         activation_bytes: u64,
     ) -> GpuExecutable {
-        GpuExecutable { ctx, signature, inputs, _consts: consts, passes, timed, copies, staging, staging_len, outputs, activation_bytes }
+        GpuExecutable { ctx, signature, inputs, _consts: consts, passes, timed, copies, staging, staging_len, outputs, activation_bytes, retune: None }
+    }
+
+    /// Measures `pending` layers' tiles before the first run, then
+    /// recompiles `graph` with them.
+    pub(crate) fn with_retune(mut self, pending: Vec<crate::tune::Pending>, graph: &Graph) -> GpuExecutable {
+        if !pending.is_empty() {
+            self.retune = Some((pending, graph.clone()));
+        }
+        self
+    }
+
+    /// Whether layer tiles are still to be measured (on the next run).
+    pub fn tiles_pending(&self) -> bool {
+        self.retune.is_some()
+    }
+
+    /// Measures the pending layers' tiles on the device and swaps in an
+    /// executable compiled with them (their measurements are cached, so
+    /// that compile measures nothing).
+    async fn retune(&mut self) -> Result<(), KernelError> {
+        let Some((pending, graph)) = self.retune.take() else { return Ok(()) };
+        for p in &pending {
+            crate::tune::measure(&self.ctx, p).await.map_err(device_error)?;
+        }
+        let scopes = self.ctx.scopes();
+        let fresh = crate::compile::compile(&self.ctx, &graph);
+        bounded(&self.ctx, scopes.pop().check(&format!("recompiling '{}' with measured tiles", graph.name))).await?;
+        *self = fresh?;
+        Ok(())
     }
 
     /// Compute dispatches one run records (all in one submission).
@@ -150,6 +182,7 @@ impl GpuExecutable {
     /// (natively it blocks inside, like [`Executable::run`]).
     pub async fn run_async(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, KernelError> {
         self.signature.check_inputs(inputs)?;
+        self.retune().await?;
         let (index, scopes) = self.submit(inputs, None, true, true)?;
         let staged = bounded(&self.ctx, async {
             scopes.check("run").await?;

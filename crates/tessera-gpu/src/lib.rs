@@ -8,8 +8,10 @@
 //! a run is then one queue submission for the whole graph, with one
 //! read-back at the end. Pipelines are compiled once per device. Each conv
 //! layer's GEMM tile shape is, on a hardware GPU, the fastest of the
-//! candidates timed on that GPU while compiling ([`TileChoice`]), measured
-//! once per layer shape.
+//! candidates timed on that GPU ([`TileChoice`]), measured once per layer
+//! shape: natively while compiling, in the browser (where compiling cannot
+//! wait for the GPU) on the executable's first run, which then recompiles
+//! itself with the measured tiles.
 //!
 //! Natively:
 //! ```no_run

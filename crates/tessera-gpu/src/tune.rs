@@ -7,13 +7,16 @@
 //! buffers of the layer's sizes, best of a few timed batches) and the
 //! fastest is kept — cached per device and layer shape, so re-plans, tiles
 //! of the same layer and later frames compile at once. The browser cannot
-//! block on the GPU while compiling, so there the heuristic is used.
+//! block on the GPU while compiling: there an executable starts with the
+//! heuristic tiles, measures its layers at the start of its first run, and
+//! recompiles itself with the fastest.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
 
+use crate::device::GpuContext;
 use crate::ops::{Cx, Dispatch};
 
 /// Rows (`tm`) by columns (`tn`) of the output one invocation computes;
@@ -91,8 +94,8 @@ pub enum TileChoice {
     /// A fixed rule from the layer's shape (no measurement; the only
     /// choice in the browser).
     Heuristic,
-    /// The fastest candidate measured on this device (native only; falls
-    /// back to the heuristic in the browser).
+    /// The fastest candidate measured on this device (in the browser,
+    /// measured on an executable's first run).
     Measured,
     /// The same tile for every layer (tests, sweeps).
     Fixed(GemmTile),
@@ -137,7 +140,6 @@ pub struct TileMeasurement {
 }
 
 /// Layer shapes whose measurements a device keeps (oldest dropped first).
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 const MAX_REMEMBERED: usize = 4096;
 
 /// The per-device choice of tiles and the cache of measurements.
@@ -163,7 +165,6 @@ impl Tuner {
         Ok(Tuner { choice, ..Tuner::default() })
     }
 
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     fn remember(&self, m: TileMeasurement) {
         let mut map = self.measured.lock().unwrap_or_else(|e| e.into_inner());
         let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,18 +188,34 @@ impl Tuner {
 
 /// Sizes of the buffers a layer's dispatches bind: the step's inputs
 /// (`Src::Input(k)`) and its output, in bytes.
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) struct LayerIo {
     pub inputs: Vec<u64>,
     pub output: u64,
 }
 
+/// Builds a layer's dispatches with a given tile (on a scratch context
+/// while measuring).
+pub(crate) type BuildFn = Box<dyn Fn(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String> + Send + Sync>;
+
+/// A layer whose tile is to be measured before the executable's next run
+/// (in the browser, where compiling cannot wait for the GPU).
+pub(crate) struct Pending {
+    key: String,
+    heuristic: GemmTile,
+    candidates: Vec<GemmTile>,
+    io: LayerIo,
+    build: BuildFn,
+}
+
 /// The tile for one layer: per the backend's [`TileChoice`], measuring the
 /// `candidates` (each built by `build` on a scratch context) when asked to
-/// and not yet cached under `key`.
-pub(crate) fn choose(cx: &Cx, key: &str, heuristic: GemmTile, candidates: &[GemmTile], io: &LayerIo, build: impl FnMut(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String>) -> Result<GemmTile, String> {
-    let tuner = &cx.ctx.tuner;
-    let wg_limit = cx.ctx.limits.max_compute_workgroup_storage_size;
+/// and not yet cached under `key`. Natively the measurement happens here;
+/// in the browser the heuristic tile is used for now and the layer is left
+/// in `pending` for the executable to measure on its first run.
+pub(crate) fn choose(cx: &mut Cx, key: &str, heuristic: GemmTile, candidates: &[GemmTile], io: LayerIo, build: BuildFn) -> Result<GemmTile, String> {
+    let ctx = cx.ctx;
+    let tuner = &ctx.tuner;
+    let wg_limit = ctx.limits.max_compute_workgroup_storage_size;
     let fits = |t: &GemmTile| t.workgroup_bytes() <= wg_limit;
     match tuner.choice {
         TileChoice::Heuristic | TileChoice::Auto => Ok(heuristic),
@@ -212,47 +229,63 @@ pub(crate) fn choose(cx: &Cx, key: &str, heuristic: GemmTile, candidates: &[Gemm
             if let Some(m) = tuner.measured.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
                 return Ok(m.chosen);
             }
+            let pending = Pending { key: key.to_string(), heuristic, candidates, io, build };
             #[cfg(not(target_arch = "wasm32"))]
             {
-                let (times, failed) = measure(cx, &candidates, io, build)?;
-                // None ran: the heuristic tile's own build reports why.
-                let Some(chosen) = times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|t| t.0) else { return Ok(heuristic) };
-                tuner.remember(TileMeasurement { layer: key.to_string(), chosen, times, failed });
-                Ok(chosen)
+                pollster::block_on(measure(ctx, &pending))
             }
             #[cfg(target_arch = "wasm32")]
             {
-                let _ = (io, build);
+                cx.pending.push(pending);
                 Ok(heuristic)
             }
         }
     }
 }
 
+/// Measures every candidate of `p` on the device and remembers the fastest
+/// (returned; the heuristic tile when none could run, whose own build then
+/// reports why). Natively every wait in here blocks; in the browser they
+/// are awaited.
+pub(crate) async fn measure(ctx: &GpuContext, p: &Pending) -> Result<GemmTile, String> {
+    if let Some(m) = ctx.tuner.measured.lock().unwrap_or_else(|e| e.into_inner()).get(&p.key) {
+        return Ok(m.chosen);
+    }
+    let (times, failed) = time_candidates(ctx, p).await?;
+    let chosen = times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map_or(p.heuristic, |t| t.0);
+    ctx.tuner.remember(TileMeasurement { layer: p.key.clone(), chosen, times, failed });
+    Ok(chosen)
+}
+
+/// Length of one timed batch of a candidate, in ms: longer in the browser,
+/// whose clock and submit-to-read-back round trip are coarser.
+const BATCH_MS: f64 = if cfg!(target_arch = "wasm32") { 4.0 } else { 1.0 };
+
+/// One candidate's dispatches, bound to the scratch buffers.
+type Passes = Vec<(wgpu::ComputePipeline, wgpu::BindGroup, [u32; 3])>;
+
 /// Times each candidate's dispatches on scratch buffers of the layer's
 /// sizes (their contents do not matter; not pool buffers, which a
 /// profiled run on another thread may hold values in between its
 /// submissions). Candidates that cannot be built or timed are listed with
 /// the reason; a device failure ends the measurement with an error.
-#[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::type_complexity)]
-fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut(&mut Cx, GemmTile) -> Result<Vec<Dispatch>, String>) -> Result<(Vec<(GemmTile, f64)>, Vec<(GemmTile, String)>), String> {
+async fn time_candidates(ctx: &GpuContext, p: &Pending) -> Result<(Vec<(GemmTile, f64)>, Vec<(GemmTile, String)>), String> {
     use crate::ops::Src;
 
-    let ctx = cx.ctx;
     let binding = |b: u64| b.max(16).div_ceil(16) * 16;
     let scratch = |bytes: u64| {
         let size = binding(bytes);
-        (ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune scratch"), size, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }), size)
+        (ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune scratch"), size, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }), size)
     };
-    let inputs: Vec<(wgpu::Buffer, u64)> = io.inputs.iter().map(|&b| scratch(b)).collect();
-    let output = scratch(io.output);
+    let inputs: Vec<(wgpu::Buffer, u64)> = p.io.inputs.iter().map(|&b| scratch(b)).collect();
+    let output = scratch(p.io.output);
     let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
-    let mut times = Vec::with_capacity(candidates.len());
+    let mut times = Vec::with_capacity(p.candidates.len());
     let mut failed = Vec::new();
-    for &tile in candidates {
-        let mut tcx = Cx { ctx, consts: Vec::new() };
-        let dispatches = match build(&mut tcx, tile) {
+    for &tile in &p.candidates {
+        let mut tcx = Cx::new(ctx);
+        let dispatches = match (p.build)(&mut tcx, tile) {
             Ok(d) => d,
             Err(e) => {
                 failed.push((tile, e));
@@ -265,7 +298,7 @@ fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut passes = Vec::new();
+        let mut passes: Passes = Vec::new();
         for (i, d) in dispatches.iter().enumerate() {
             ctx.queue.write_buffer(&params, 256 * i as u64, &d.params.bytes());
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &params, offset: 256 * i as u64, size: std::num::NonZeroU64::new(256) }) }];
@@ -286,14 +319,17 @@ fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut
             let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
             passes.push((ctx.pipelines.get(&ctx.device, d.shader, ctx.f16), bind_group, d.groups));
         }
-        // A first run (pipeline warm-up) sizes the timed batches: about 1 ms
-        // each, best of three (some 30 ms per layer shape on a real GPU);
-        // one run only for layers slower than 50 ms (software adapters).
-        let first = run_timed(ctx, &passes, 1)?;
-        let (reps, samples) = if first > 50.0 { (1, 0) } else { ((1.0 / first.max(1e-3)).ceil().clamp(1.0, 64.0) as usize, 3) };
+        // A second run sizes the timed batches: about BATCH_MS each, best of three (some 30 ms per layer shape on a real
+        // GPU natively); one run only for layers slower than 50 ms (software
+        // adapters).
+        // (A first, untimed run: browsers finish compiling a pipeline on
+        // its first use, which would count against new candidates.)
+        run_timed(ctx, &passes, 1, &output.0).await?;
+        let first = run_timed(ctx, &passes, 1, &output.0).await?;
+        let (reps, samples) = if first > 50.0 { (1, 0) } else { ((BATCH_MS / first.max(1e-3)).ceil().clamp(1.0, 64.0) as usize, 3) };
         let mut best = first;
         for _ in 0..samples {
-            best = best.min(run_timed(ctx, &passes, reps)? / reps as f64);
+            best = best.min(run_timed(ctx, &passes, reps, &output.0).await? / reps as f64);
         }
         // A time of zero means the timestamps were never written (an
         // invalid submission, caught by the compile's error scopes).
@@ -306,20 +342,13 @@ fn measure(cx: &Cx, candidates: &[GemmTile], io: &LayerIo, mut build: impl FnMut
     Ok((times, failed))
 }
 
-/// Runs `passes` `reps` times in one submission; the GPU time in ms
-/// (timestamps where the device has them, else the wall clock around
-/// submit and wait).
-#[cfg(not(target_arch = "wasm32"))]
-fn run_timed(ctx: &crate::device::GpuContext, passes: &[(wgpu::ComputePipeline, wgpu::BindGroup, [u32; 3])], reps: usize) -> Result<f64, String> {
-    let queries = ctx.timestamps.then(|| ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera tune"), ty: wgpu::QueryType::Timestamp, count: 2 }));
-    let buffers = queries.as_ref().map(|_| {
-        let usage = [wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST];
-        usage.map(|usage| ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage, mapped_at_creation: false }))
-    });
-    let _guard = ctx.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
-    {
-        let timestamp_writes = queries.as_ref().map(|q| wgpu::ComputePassTimestampWrites { query_set: q, beginning_of_pass_write_index: Some(0), end_of_pass_write_index: Some(1) });
+/// Runs `passes` `reps` times in one submission; the GPU time in ms.
+/// Natively: timestamps where the device has them, else the wall clock
+/// around submit and wait. In the browser: the page's clock from submit to
+/// the read-back of a few bytes of `output` (the same small overhead for
+/// every candidate, so the ranking holds).
+async fn run_timed(ctx: &GpuContext, passes: &Passes, reps: usize, output: &wgpu::Buffer) -> Result<f64, String> {
+    let record = |enc: &mut wgpu::CommandEncoder, timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>| {
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera tune"), timestamp_writes });
         for _ in 0..reps {
             for (pipeline, bind_group, g) in passes {
@@ -328,25 +357,65 @@ fn run_timed(ctx: &crate::device::GpuContext, passes: &[(wgpu::ComputePipeline, 
                 pass.dispatch_workgroups(g[0], g[1], g[2]);
             }
         }
-    }
-    if let (Some(q), Some([resolve, read])) = (&queries, &buffers) {
-        enc.resolve_query_set(q, 0..2, resolve, 0);
-        enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
-    }
-    let t0 = std::time::Instant::now();
-    let index = ctx.queue.submit([enc.finish()]);
-    drop(_guard);
-    match &buffers {
-        Some([_, read]) => {
-            let raw = crate::device::read_bytes_blocking(ctx, read, 16, index).map_err(|e| e.to_string())?;
-            let raw: &[u8; 16] = raw.get(..16).and_then(|r| r.try_into().ok()).ok_or("tuning: the timestamps could not be read back")?;
-            let tick = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().expect("8 of 16 bytes"));
-            Ok(tick(1).saturating_sub(tick(0)) as f64 * ctx.queue.get_timestamp_period() as f64 / 1e6)
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = output;
+        let queries = ctx.timestamps.then(|| ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera tune"), ty: wgpu::QueryType::Timestamp, count: 2 }));
+        let buffers = queries.as_ref().map(|_| {
+            let usage = [wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST];
+            usage.map(|usage| ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage, mapped_at_creation: false }))
+        });
+        let guard = ctx.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
+        record(&mut enc, queries.as_ref().map(|q| wgpu::ComputePassTimestampWrites { query_set: q, beginning_of_pass_write_index: Some(0), end_of_pass_write_index: Some(1) }));
+        if let (Some(q), Some([resolve, read])) = (&queries, &buffers) {
+            enc.resolve_query_set(q, 0..2, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
         }
-        None => {
-            crate::device::wait(ctx, Some(index)).map_err(|e| e.to_string())?;
-            Ok(t0.elapsed().as_secs_f64() * 1e3)
+        let t0 = std::time::Instant::now();
+        let index = ctx.queue.submit([enc.finish()]);
+        drop(guard);
+        match &buffers {
+            Some([_, read]) => {
+                let raw = crate::device::read_bytes_blocking(ctx, read, 16, index).map_err(|e| e.to_string())?;
+                let raw: &[u8; 16] = raw.get(..16).and_then(|r| r.try_into().ok()).ok_or("tuning: the timestamps could not be read back")?;
+                let tick = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().expect("8 of 16 bytes"));
+                Ok(tick(1).saturating_sub(tick(0)) as f64 * ctx.queue.get_timestamp_period() as f64 / 1e6)
+            }
+            None => {
+                crate::device::wait(ctx, Some(index)).map_err(|e| e.to_string())?;
+                Ok(t0.elapsed().as_secs_f64() * 1e3)
+            }
         }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let read = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune read"), size: 16, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
+        record(&mut enc, None);
+        enc.copy_buffer_to_buffer(output, 0, &read, 0, 16);
+        let t0 = clock::now_ms();
+        let index = ctx.queue.submit([enc.finish()]);
+        crate::device::bounded(ctx, crate::device::read_back_async(ctx, &read, 16, index)).await.map_err(|e| e.to_string())?;
+        Ok(clock::now_ms() - t0)
+    }
+}
+
+/// The page's monotonic clock (windows and workers alike).
+#[cfg(target_arch = "wasm32")]
+mod clock {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(js_namespace = performance, js_name = now)]
+        fn performance_now() -> f64;
+    }
+
+    /// Milliseconds since the page started.
+    pub fn now_ms() -> f64 {
+        performance_now()
     }
 }
 

@@ -155,6 +155,48 @@ async fn a_hung_gpu_times_out_and_the_cpu_takes_over() {
     assert!(be.gpu().is_none());
 }
 
+/// Measured tiles in the browser: the executable starts on the heuristic
+/// tiles, measures its layers on its first run, recompiles with the
+/// fastest, and its results equal the CPU's before and after.
+#[wasm_bindgen_test]
+async fn tiles_are_measured_on_the_first_run() {
+    if gpu().await.is_none() {
+        return;
+    }
+    let gpu = GpuBackend::new_async(GpuOptions { tiles: TileChoice::Measured, ..Default::default() }).await.unwrap();
+    let mut rng = Rng::new(6);
+    // Small layers with two candidate tiles each (1x4, 2x4): SwiftShader
+    // compiles every new pipeline for about a second.
+    let mut g = Graph::new("two convs");
+    let x = g.input("x", &[1, 16, 8, 8]).unwrap();
+    let conv = |rng: &mut Rng, oc: usize, ic: usize, k: usize| Conv { weight: arc(rng, &[oc, ic, k, k]), bias: Some(arc(rng, &[oc])), stride: [1, 1], pads: [k / 2; 4], dilation: [1, 1], groups: 1, act: Activation::Relu };
+    let a = g.add("a", Op::Conv(conv(&mut rng, 32, 16, 3)), &[x]).unwrap();
+    let b = g.add("b", Op::Conv(conv(&mut rng, 24, 32, 1)), &[a]).unwrap();
+    g.set_outputs(&[b]).unwrap();
+    let xs = vec![Tensor::new(vec![1, 16, 8, 8], rng.fill(16 * 64, 1.0)).unwrap()];
+    let want = CpuBackend::new(1).compile(&g).unwrap().run(&xs).unwrap();
+    let mut exe = gpu.compile_gpu(&g).unwrap();
+    assert!(exe.tiles_pending());
+    assert!(gpu.tile_measurements().is_empty());
+    for run in 0..2 {
+        let got = exe.run_async(&xs).await.unwrap();
+        let d = got[0].max_rel_diff(&want[0]);
+        assert!(d <= TOL, "run {run}: relative error {d:.3e}");
+    }
+    assert!(!exe.tiles_pending());
+    let m = gpu.tile_measurements();
+    assert_eq!(m.len(), 2, "{m:?}");
+    let kernels = exe.kernels();
+    for (name, layer) in [("a", &m[0]), ("b", &m[1])] {
+        assert!(layer.times.len() >= 2 && layer.times.iter().all(|t| t.1 > 0.0), "{layer:?}");
+        let (_, k) = kernels.iter().find(|(n, _)| g.node(*n).name == name).unwrap();
+        assert!(k.ends_with(&format!(" {}", layer.chosen)), "{name}: {k} vs {layer:?}");
+        console_log!("{name}: {k}, candidates {:?}", layer.times);
+    }
+    // A new executable of the same shapes starts tuned.
+    assert!(!gpu.compile_gpu(&g).unwrap().tiles_pending());
+}
+
 #[wasm_bindgen_test]
 async fn select_prefers_a_working_gpu() {
     if gpu().await.is_none() {

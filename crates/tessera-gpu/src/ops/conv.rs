@@ -9,7 +9,7 @@ use tessera_graph::op::Conv;
 
 use super::{elems, grid_for, Cx, Dispatch, Params, Src};
 use crate::pipelines::{GemmB, Shader};
-use crate::tune::{self, GemmTile, LayerIo};
+use crate::tune::{self, BuildFn, GemmTile, LayerIo};
 
 /// GEMM tile depth (fixed by the shader).
 const BK: usize = 16;
@@ -42,7 +42,9 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     let heuristic = GemmTile { tm, tn: 4 };
     let key = format!("conv {x:?} -> {y:?} k{kh}x{kw} s{:?} d{:?} p{:?} g{g} res{}", c.stride, c.dilation, c.pads, residual as u8);
     let io = LayerIo { inputs: [x, y][..1 + residual as usize].iter().map(|s| 4 * s.iter().product::<usize>() as u64).collect(), output: 4 * (oc * npix) as u64 };
-    let tile = tune::choose(cx, &key, heuristic, &GemmTile::candidates(ocg, npix), &io, |cx, t| gemm(cx, c, x, y, residual, t))?;
+    let (conv, xs, ys) = (c.clone(), x.to_vec(), y.to_vec());
+    let build: BuildFn = Box::new(move |cx, t| gemm(cx, &conv, &xs, &ys, residual, t));
+    let tile = tune::choose(cx, &key, heuristic, &GemmTile::candidates(ocg, npix), io, build)?;
     gemm(cx, c, x, y, residual, tile)
 }
 

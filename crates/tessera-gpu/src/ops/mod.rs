@@ -123,9 +123,16 @@ pub(crate) struct Cx<'a> {
     pub ctx: &'a GpuContext,
     /// Constant buffers (weights, biases, tables, graph constants).
     pub consts: Vec<Arc<wgpu::Buffer>>,
+    /// Layers whose tiles are to be measured before the first run (browser).
+    pub pending: Vec<crate::tune::Pending>,
 }
 
 impl<'a> Cx<'a> {
+    /// An empty context on `ctx`.
+    pub fn new(ctx: &'a GpuContext) -> Cx<'a> {
+        Cx { ctx, consts: Vec::new(), pending: Vec::new() }
+    }
+
     /// Element type of weights on this device.
     pub fn weight_elem(&self) -> Elem {
         if self.ctx.f16 { Elem::F16 } else { Elem::F32 }
