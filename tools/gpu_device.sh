@@ -33,7 +33,7 @@ prepare() {
 ready: .gl/ ($(ls .gl | wc -l) packages), .devbin/tessera ($(du -h .devbin/tessera | cut -f1))
 device tool call:
   run(command="bash tools/gpu_device.sh remote", carry=[".gl", ".devbin"], timeout_s=600)
-results come back as \$OUT/bench-gpu.json, bench-gpu-heuristic.json and bench-gpu.txt (per-layer tables)
+results come back as \$OUT/bench-gpu.json, bench-gpu-heuristic.json, bench-gpu-f16.json and bench-gpu.txt (per-layer tables)
 EOF
 }
 
@@ -51,7 +51,9 @@ remote() {
   .devbin/tessera bench gpu --models "$MODELS" --runs "$RUNS" --layers 2>&1 | tee "$out/bench-gpu.txt"
   .devbin/tessera bench gpu --models "$MODELS" --runs "$RUNS" --json >"$out/bench-gpu.json"
   .devbin/tessera bench gpu --models "$MODELS" --runs "$RUNS" --json --no-reference --tiles heuristic >"$out/bench-gpu-heuristic.json"
-  cat "$out/bench-gpu.json" "$out/bench-gpu-heuristic.json"
+  # f16 weights (where the adapter has shader-f16).
+  TESSERA_GPU_F16=1 .devbin/tessera bench gpu --models "$MODELS" --runs "$RUNS" --json --no-reference >"$out/bench-gpu-f16.json" || true
+  cat "$out/bench-gpu.json" "$out/bench-gpu-heuristic.json" "$out/bench-gpu-f16.json"
 }
 
 case "${1:-}" in
