@@ -17,7 +17,8 @@
 //! - depthwise (one input and one output channel per group): a direct
 //!   kernel over the same phase-split padded copy, one plane at a time,
 //!   where every tap is one contiguous, vectorised `y += w · x` over the
-//!   whole plane.
+//!   whole plane; stride-1 layers that keep the width (most) skip the
+//!   padded copy altogether (`depthwise_flat`).
 //!
 //! Bias, a residual (skip connection) and the activation are applied in
 //! the GEMM epilogue, or while compacting / finishing a plane.
@@ -26,6 +27,7 @@ use tessera_graph::op::Conv;
 use tessera_graph::Activation;
 
 use super::gemm::{cost_columns, gemm, BSource, Epilogue, OffsetRows, PackedA};
+use super::depthwise_flat::FlatDepthwise;
 use super::par::{split_range, Par, SendPtr};
 use super::simd::{multiversion, Isa};
 
@@ -230,8 +232,8 @@ enum Strategy {
     /// One packed weight matrix per group; `offs` are the `B` row offsets
     /// of the pointwise and padded modes.
     Gemm { a: Vec<PackedA>, mode: Mode, offs: Vec<usize> },
-    /// `[c][kh·kw]` weights.
-    Depthwise { w: Vec<f32> },
+    /// `[c][kh·kw]` weights; `flat`: the stride-1 same-width layers' path.
+    Depthwise { w: Vec<f32>, flat: Option<FlatDepthwise> },
 }
 
 /// A convolution prepared for repeated runs (weights packed once).
@@ -282,7 +284,7 @@ impl ConvPlan {
             return Err(format!("weight holds {} values, expected {}", wdata.len(), c_out * k));
         }
         let strategy = if geom.icg() == 1 && geom.ocg() == 1 {
-            Strategy::Depthwise { w: wdata.to_vec() }
+            Strategy::Depthwise { w: wdata.to_vec(), flat: FlatDepthwise::new(&geom) }
         } else {
             let ocg = geom.ocg();
             let a = (0..geom.groups).map(|g| PackedA::pack(isa, ocg, k, &wdata[g * ocg * k..], k)).collect();
@@ -320,6 +322,7 @@ impl ConvPlan {
             Strategy::Gemm { mode: Mode::Pointwise, .. } => "gemm-1x1",
             Strategy::Gemm { mode: Mode::Padded { .. }, .. } => "gemm-padded",
             Strategy::Gemm { .. } => "gemm-im2col",
+            Strategy::Depthwise { flat: Some(_), .. } => "depthwise-flat",
             Strategy::Depthwise { .. } => "depthwise",
         }
     }
@@ -357,7 +360,8 @@ impl ConvPlan {
                     }
                 }
             }
-            Strategy::Depthwise { w } => depthwise(isa, par, g, w, self.bias.as_deref(), residual, self.act, x, y),
+            Strategy::Depthwise { w, flat: Some(f) } => f.run(isa, par, g, w, self.bias.as_deref(), residual, self.act, x, y),
+            Strategy::Depthwise { w, flat: None } => depthwise(isa, par, g, w, self.bias.as_deref(), residual, self.act, x, y),
         }
     }
 }

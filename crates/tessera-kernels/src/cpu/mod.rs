@@ -16,6 +16,7 @@
 
 mod conv;
 mod dense;
+mod depthwise_flat;
 mod elementwise;
 pub(crate) mod gemm;
 mod layout;

@@ -1,0 +1,198 @@
+//! Depthwise convolution with stride 1 and "same" width (`ow == w`: the
+//! usual 3×3 / 5×5 layers of MobileNets), on the plane as it lies in memory.
+//!
+//! With the output's row pitch equal to the input's, output pixel `p`
+//! reads tap `(ky, kx)` at `p + off(ky, kx)` of the flattened input plane,
+//! the same offset for every pixel. The plane is copied once (one
+//! contiguous copy) between zero margins, so taps above and below the plane
+//! read zeros, and every tap is one contiguous multiply-add over the whole
+//! output plane, written straight to the output: no per-row padding copy
+//! and no compaction, which dominated small planes (7×7, 14×14) in the
+//! phase-split path (`conv::depthwise`, still used for strided layers).
+//! Taps left or right of the plane wrap into the neighbouring row instead
+//! of reading padding, so on the few output columns that have such taps
+//! (the first `pl` and last `pr` of each row) exactly those products are
+//! subtracted again afterwards.
+
+use tessera_graph::Activation;
+
+use super::conv::{apply_act, ConvGeom};
+use super::par::{split_range, Par, SendPtr};
+use super::simd::Isa;
+
+/// Outputs a chunk keeps in registers across all taps.
+const CHUNK: usize = 64;
+
+/// A stride-1, same-width depthwise convolution, prepared once.
+#[derive(Debug)]
+pub(crate) struct FlatDepthwise {
+    /// Buffer offset from the output index of every tap `ky·kw + kx`.
+    offs: Vec<usize>,
+    /// Output columns with taps outside the plane's width, and those taps.
+    edges: Vec<(usize, Vec<usize>)>,
+    /// Zeros before the plane in the buffer.
+    margin: usize,
+    /// Buffer length (plane, margins, and what the last chunk reads).
+    len: usize,
+    /// Output pixels per plane, and rounded up to whole chunks.
+    n_out: usize,
+    n_taps: usize,
+}
+
+impl FlatDepthwise {
+    /// The flat plan, if `g` is a depthwise convolution it applies to.
+    pub(crate) fn new(g: &ConvGeom) -> Option<FlatDepthwise> {
+        let [pt, pl, _, pr] = g.pads;
+        if g.icg() != 1 || g.ocg() != 1 || g.sh != 1 || g.sw != 1 || g.ow != g.w || pl + pr != g.dw * (g.kw - 1) || g.oh == 0 || g.w == 0 {
+            return None;
+        }
+        let w = g.w as isize;
+        let off = |ky: usize, kx: usize| (ky * g.dh) as isize * w - pt as isize * w + (kx * g.dw) as isize - pl as isize;
+        let min_off = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).map(|(ky, kx)| off(ky, kx)).min()?;
+        let max_off = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).map(|(ky, kx)| off(ky, kx)).max()?;
+        let margin = (-min_off).max(0) as usize;
+        let n_out = g.oh * g.ow;
+        let n_taps = n_out.next_multiple_of(CHUNK);
+        let len = (margin + g.h * g.w).max((margin as isize + n_taps as isize + max_off.max(0)) as usize);
+        let offs = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).map(|(ky, kx)| (margin as isize + off(ky, kx)) as usize).collect();
+        let outside = |ox: usize, kx: usize| !(0..w).contains(&(ox as isize + (kx * g.dw) as isize - pl as isize));
+        let edges = (0..g.w)
+            .filter(|&ox| ox < pl || ox + pr >= g.w)
+            .map(|ox| (ox, (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).filter(|&(_, kx)| outside(ox, kx)).map(|(ky, kx)| ky * g.kw + kx).collect()))
+            .collect();
+        Some(FlatDepthwise { offs, edges, margin, len, n_out, n_taps })
+    }
+
+    /// `y = act(depthwise(x) + bias + residual)` over every plane of `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(&self, isa: Isa, par: &Par, g: &ConvGeom, w: &[f32], bias: Option<&[f32]>, residual: Option<&[f32]>, act: Activation, x: &[f32], y: &mut [f32]) {
+        let planes = g.batch * g.c_out;
+        let work = planes * self.n_out * g.kh * g.kw;
+        let parts = if par.threads() > 1 && work > 1 << 16 { par.threads() * 4 } else { 1 };
+        let ranges = split_range(planes, parts, 1);
+        let yp = SendPtr(y.as_mut_ptr());
+        let in_plane = g.h * g.w;
+        let taps = g.kh * g.kw;
+        par.for_each(ranges.len(), &|t| {
+            let (p0, p1) = ranges[t];
+            FLAT.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                // Zeroed once per thread and length: every plane rewrites
+                // the same cells, the margins stay zero.
+                if buf.len() != self.len {
+                    buf.clear();
+                    buf.resize(self.len, 0.0);
+                }
+                for p in p0..p1 {
+                    let c = p % g.c_out;
+                    buf[self.margin..self.margin + in_plane].copy_from_slice(&x[p * in_plane..(p + 1) * in_plane]);
+                    // SAFETY: plane p of y belongs to this task alone.
+                    let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * self.n_out), self.n_out) };
+                    let b = bias.map_or(0.0, |b| b[c]);
+                    let wc = &w[c * taps..(c + 1) * taps];
+                    planes_for(isa, self, &buf, wc, b, out);
+                    self.fix_edges(g, &buf, wc, out);
+                    if let Some(r) = residual {
+                        out.iter_mut().zip(&r[p * self.n_out..(p + 1) * self.n_out]).for_each(|(v, &q)| *v += q);
+                    }
+                    apply_act(act, out);
+                }
+            })
+        });
+    }
+}
+
+impl FlatDepthwise {
+    /// Takes back, on the edge columns, the products of taps that wrapped
+    /// into the neighbouring row (what the flat sum read there).
+    fn fix_edges(&self, g: &ConvGeom, buf: &[f32], w: &[f32], out: &mut [f32]) {
+        for oy in 0..g.oh {
+            for (ox, taps) in &self.edges {
+                let p = oy * g.ow + ox;
+                let wrong: f32 = taps.iter().map(|&t| w[t] * buf[self.offs[t] + p]).sum();
+                out[p] -= wrong;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// A thread's plane buffer with its zero margins.
+    static FLAT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `plane` compiled for `isa` (fused multiply-adds on x86; elsewhere
+/// `mul_add` would be a slow library call).
+fn planes_for(isa: Isa, f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn avx512(f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
+        plane::<true>(f, buf, w, bias, out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
+        plane::<true>(f, buf, w, bias, out)
+    }
+    match isa {
+        // SAFETY: a backend only holds an ISA this machine runs.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512(f, buf, w, bias, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2(f, buf, w, bias, out) },
+        _ => plane::<false>(f, buf, w, bias, out),
+    }
+}
+
+/// One output plane, CHUNK outputs at a time held in registers across all
+/// taps.
+#[inline(always)]
+fn plane<const FMA: bool>(f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
+    for start in (0..f.n_taps).step_by(CHUNK) {
+        let mut acc = [bias; CHUNK];
+        for (&off, &wt) in f.offs.iter().zip(w) {
+            let src: &[f32; CHUNK] = buf[off + start..off + start + CHUNK].try_into().expect("buffer covers every chunk");
+            for i in 0..CHUNK {
+                acc[i] = if FMA { src[i].mul_add(wt, acc[i]) } else { acc[i] + src[i] * wt };
+            }
+        }
+        if start + CHUNK <= f.n_out {
+            out[start..start + CHUNK].copy_from_slice(&acc);
+        } else {
+            out[start..].copy_from_slice(&acc[..f.n_out - start]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(h: usize, w: usize, k: usize, pads: [usize; 4], d: usize) -> ConvGeom {
+        let oh = h + pads[0] + pads[2] - d * (k - 1);
+        let ow = w + pads[1] + pads[3] - d * (k - 1);
+        ConvGeom { batch: 1, c_in: 2, h, w, c_out: 2, oh, ow, kh: k, kw: k, sh: 1, sw: 1, pads, dh: d, dw: d, groups: 2 }
+    }
+
+    #[test]
+    fn applies_only_to_stride_one_same_width() {
+        assert!(FlatDepthwise::new(&geom(7, 7, 3, [1; 4], 1)).is_some());
+        assert!(FlatDepthwise::new(&geom(9, 5, 5, [0, 2, 1, 2], 1)).is_some());
+        assert!(FlatDepthwise::new(&geom(9, 9, 3, [2; 4], 2)).is_some());
+        assert!(FlatDepthwise::new(&geom(7, 7, 3, [0; 4], 1)).is_none(), "valid padding narrows the plane");
+        let mut strided = geom(8, 8, 3, [1; 4], 1);
+        strided.sh = 2;
+        assert!(FlatDepthwise::new(&strided).is_none());
+    }
+
+    #[test]
+    fn edge_columns_are_those_with_a_tap_outside_the_width() {
+        let cols = |f: FlatDepthwise| f.edges.iter().map(|e| e.0).collect::<Vec<_>>();
+        assert_eq!(cols(FlatDepthwise::new(&geom(3, 6, 3, [1; 4], 1)).unwrap()), vec![0, 5]);
+        assert_eq!(cols(FlatDepthwise::new(&geom(3, 6, 5, [2, 1, 2, 3], 1)).unwrap()), vec![0, 3, 4, 5]);
+        assert_eq!(cols(FlatDepthwise::new(&geom(3, 2, 3, [1; 4], 1)).unwrap()), vec![0, 1]);
+        // 3x3: column 0 wraps on its kx = 0 taps, the last on kx = 2.
+        let f = FlatDepthwise::new(&geom(4, 6, 3, [1; 4], 1)).unwrap();
+        assert_eq!(f.edges, vec![(0, vec![0, 3, 6]), (5, vec![2, 5, 8])]);
+    }
+}
