@@ -493,9 +493,7 @@ fn depthwise(isa: Isa, par: &Par, g: &ConvGeom, w: &[f32], bias: Option<&[f32]>,
     let ph = Phased::new(g);
     let offs = ph.offsets(g);
     let n_wide = ph.n_wide(g);
-    // Whole chunks of TAP_CHUNK outputs, the last one running past the
-    // plane into zero padding (its extra outputs are never compacted):
-    // small planes (7×7, 14×14) then take the register-blocked path only.
+    // `taps` computes its last chunk whole, reading into zero padding.
     let n_taps = n_wide.next_multiple_of(TAP_CHUNK);
     par.for_each(ranges.len(), &|t| {
         let (p0, p1) = ranges[t];
@@ -504,8 +502,8 @@ fn depthwise(isa: Isa, par: &Par, g: &ConvGeom, w: &[f32], bias: Option<&[f32]>,
             let (buf, wide) = &mut *bufs;
             let max_off = offs.iter().copied().max().unwrap_or(0);
             let len = (max_off + n_taps).max(ph.channel_len());
-            if wide.len() < n_taps {
-                wide.resize(n_taps, 0.0);
+            if wide.len() < n_wide {
+                wide.resize(n_wide, 0.0);
             }
             for p in p0..p1 {
                 let c = p % g.c_out;
@@ -513,7 +511,7 @@ fn depthwise(isa: Isa, par: &Par, g: &ConvGeom, w: &[f32], bias: Option<&[f32]>,
                 ph.fill(isa, g, 1, &x[p * in_plane..(p + 1) * in_plane], buf);
                 let wc = &w[c * g.kh * g.kw..(c + 1) * g.kh * g.kw];
                 let b = bias.map_or(0.0, |b| b[c]);
-                taps_for(isa, buf, &offs, wc, b, &mut wide[..n_taps]);
+                taps_for(isa, buf, &offs, wc, b, &mut wide[..n_wide]);
                 // SAFETY: plane p of y belongs to this task alone.
                 let yout = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * out_plane), out_plane) };
                 let res = residual.map(|r| &r[p * out_plane..(p + 1) * out_plane]);
@@ -543,11 +541,11 @@ multiversion! {
 }
 
 /// Outputs a depthwise tap loop keeps in registers.
-const TAP_CHUNK: usize = 64;
+pub(crate) const TAP_CHUNK: usize = 64;
 
 /// `taps` compiled for `isa` (explicit target-feature entry points: this
 /// loop is the whole cost of a depthwise conv).
-fn taps_for(isa: Isa, buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
+pub(crate) fn taps_for(isa: Isa, buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn avx512(buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
@@ -568,33 +566,27 @@ fn taps_for(isa: Isa, buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &
     }
 }
 
-/// `wide[n] = bias + Σ_t w[t] · buf[n + offs[t]]`, in chunks of 64 outputs
-/// held in registers across all taps. `FMA` uses fused multiply-adds (the
-/// x86 paths; elsewhere `mul_add` would be a slow library call).
+/// `out[n] = bias + Σ_t w[t] · buf[n + offs[t]]`, in chunks of TAP_CHUNK
+/// outputs held in registers across all taps. The last chunk is computed
+/// whole (`buf` must cover `offs[t] + out.len()` rounded up to a chunk) and
+/// only its part inside `out` kept. `FMA` uses fused multiply-adds (the x86
+/// paths; elsewhere `mul_add` would be a slow library call).
 #[inline(always)]
-fn taps<const FMA: bool>(buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
+fn taps<const FMA: bool>(buf: &[f32], offs: &[usize], w: &[f32], bias: f32, out: &mut [f32]) {
     const CH: usize = TAP_CHUNK;
-    let n = wide.len();
-    let mut start = 0;
-    while start + CH <= n {
+    let n = out.len();
+    for start in (0..n).step_by(CH) {
         let mut acc = [bias; CH];
         for (&off, &wt) in offs.iter().zip(w) {
-            let src: &[f32; CH] = buf[off + start..off + start + CH].try_into().unwrap();
+            let src: &[f32; CH] = buf[off + start..off + start + CH].try_into().expect("buffer covers every chunk");
             for i in 0..CH {
                 acc[i] = if FMA { src[i].mul_add(wt, acc[i]) } else { acc[i] + src[i] * wt };
             }
         }
-        wide[start..start + CH].copy_from_slice(&acc);
-        start += CH;
-    }
-    if start < n {
-        let rest = &mut wide[start..];
-        rest.fill(bias);
-        for (&off, &wt) in offs.iter().zip(w) {
-            let src = &buf[off + start..off + start + rest.len()];
-            for (a, &v) in rest.iter_mut().zip(src) {
-                *a = if FMA { v.mul_add(wt, *a) } else { *a + v * wt };
-            }
+        if start + CH <= n {
+            out[start..start + CH].copy_from_slice(&acc);
+        } else {
+            out[start..].copy_from_slice(&acc[..n - start]);
         }
     }
 }

@@ -16,12 +16,9 @@
 
 use tessera_graph::Activation;
 
-use super::conv::{apply_act, ConvGeom};
+use super::conv::{apply_act, taps_for, ConvGeom, TAP_CHUNK};
 use super::par::{split_range, Par, SendPtr};
 use super::simd::Isa;
-
-/// Outputs a chunk keeps in registers across all taps.
-const CHUNK: usize = 64;
 
 /// A stride-1, same-width depthwise convolution, prepared once.
 #[derive(Debug)]
@@ -34,9 +31,8 @@ pub(crate) struct FlatDepthwise {
     margin: usize,
     /// Buffer length (plane, margins, and what the last chunk reads).
     len: usize,
-    /// Output pixels per plane, and rounded up to whole chunks.
+    /// Output pixels per plane.
     n_out: usize,
-    n_taps: usize,
 }
 
 impl FlatDepthwise {
@@ -52,7 +48,7 @@ impl FlatDepthwise {
         let max_off = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).map(|(ky, kx)| off(ky, kx)).max()?;
         let margin = (-min_off).max(0) as usize;
         let n_out = g.oh * g.ow;
-        let n_taps = n_out.next_multiple_of(CHUNK);
+        let n_taps = n_out.next_multiple_of(TAP_CHUNK);
         let len = (margin + g.h * g.w).max((margin as isize + n_taps as isize + max_off.max(0)) as usize);
         let offs = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).map(|(ky, kx)| (margin as isize + off(ky, kx)) as usize).collect();
         let outside = |ox: usize, kx: usize| !(0..w).contains(&(ox as isize + (kx * g.dw) as isize - pl as isize));
@@ -60,7 +56,7 @@ impl FlatDepthwise {
             .filter(|&ox| ox < pl || ox + pr >= g.w)
             .map(|ox| (ox, (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).filter(|&(_, kx)| outside(ox, kx)).map(|(ky, kx)| ky * g.kw + kx).collect()))
             .collect();
-        Some(FlatDepthwise { offs, edges, margin, len, n_out, n_taps })
+        Some(FlatDepthwise { offs, edges, margin, len, n_out })
     }
 
     /// `y = act(depthwise(x) + bias + residual)` over every plane of `x`.
@@ -90,7 +86,7 @@ impl FlatDepthwise {
                     let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * self.n_out), self.n_out) };
                     let b = bias.map_or(0.0, |b| b[c]);
                     let wc = &w[c * taps..(c + 1) * taps];
-                    planes_for(isa, self, &buf, wc, b, out);
+                    taps_for(isa, &buf, &self.offs, wc, b, out);
                     self.fix_edges(g, &buf, wc, out);
                     if let Some(r) = residual {
                         out.iter_mut().zip(&r[p * self.n_out..(p + 1) * self.n_out]).for_each(|(v, &q)| *v += q);
@@ -119,49 +115,6 @@ impl FlatDepthwise {
 thread_local! {
     /// A thread's plane buffer with its zero margins.
     static FLAT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `plane` compiled for `isa` (fused multiply-adds on x86; elsewhere
-/// `mul_add` would be a slow library call).
-fn planes_for(isa: Isa, f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn avx512(f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
-        plane::<true>(f, buf, w, bias, out)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
-        plane::<true>(f, buf, w, bias, out)
-    }
-    match isa {
-        // SAFETY: a backend only holds an ISA this machine runs.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { avx512(f, buf, w, bias, out) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2(f, buf, w, bias, out) },
-        _ => plane::<false>(f, buf, w, bias, out),
-    }
-}
-
-/// One output plane, CHUNK outputs at a time held in registers across all
-/// taps.
-#[inline(always)]
-fn plane<const FMA: bool>(f: &FlatDepthwise, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
-    for start in (0..f.n_taps).step_by(CHUNK) {
-        let mut acc = [bias; CHUNK];
-        for (&off, &wt) in f.offs.iter().zip(w) {
-            let src: &[f32; CHUNK] = buf[off + start..off + start + CHUNK].try_into().expect("buffer covers every chunk");
-            for i in 0..CHUNK {
-                acc[i] = if FMA { src[i].mul_add(wt, acc[i]) } else { acc[i] + src[i] * wt };
-            }
-        }
-        if start + CHUNK <= f.n_out {
-            out[start..start + CHUNK].copy_from_slice(&acc);
-        } else {
-            out[start..].copy_from_slice(&acc[..f.n_out - start]);
-        }
-    }
 }
 
 #[cfg(test)]
