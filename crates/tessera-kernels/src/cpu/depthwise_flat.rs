@@ -18,15 +18,16 @@ use tessera_graph::Activation;
 
 use super::conv::{apply_act, taps_for, ConvGeom, TAP_CHUNK};
 use super::par::{split_range, Par, SendPtr};
-use super::simd::Isa;
+use super::simd::{multiversion, Isa};
 
 /// A stride-1, same-width depthwise convolution, prepared once.
 #[derive(Debug)]
 pub(crate) struct FlatDepthwise {
     /// Buffer offset from the output index of every tap `ky·kw + kx`.
     offs: Vec<usize>,
-    /// Output columns with taps outside the plane's width, and those taps.
-    edges: Vec<(usize, Vec<usize>)>,
+    /// Output columns with taps outside the plane's width, and those taps
+    /// (weight index, buffer offset from the output index).
+    edges: Vec<(usize, Vec<(usize, usize)>)>,
     /// Zeros before the plane in the buffer.
     margin: usize,
     /// Buffer length (plane, margins, and what the last chunk reads).
@@ -50,11 +51,11 @@ impl FlatDepthwise {
         let n_out = g.oh * g.ow;
         let n_taps = n_out.next_multiple_of(TAP_CHUNK);
         let len = (margin + g.h * g.w).max((margin as isize + n_taps as isize + max_off.max(0)) as usize);
-        let offs = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).map(|(ky, kx)| (margin as isize + off(ky, kx)) as usize).collect();
+        let offs: Vec<usize> = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).map(|(ky, kx)| (margin as isize + off(ky, kx)) as usize).collect();
         let outside = |ox: usize, kx: usize| !(0..w).contains(&(ox as isize + (kx * g.dw) as isize - pl as isize));
         let edges = (0..g.w)
             .filter(|&ox| ox < pl || ox + pr >= g.w)
-            .map(|ox| (ox, (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).filter(|&(_, kx)| outside(ox, kx)).map(|(ky, kx)| ky * g.kw + kx).collect()))
+            .map(|ox| (ox, (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).filter(|&(_, kx)| outside(ox, kx)).map(|(ky, kx)| (ky * g.kw + kx, offs[ky * g.kw + kx])).collect()))
             .collect();
         Some(FlatDepthwise { offs, edges, margin, len, n_out })
     }
@@ -88,10 +89,7 @@ impl FlatDepthwise {
                     let wc = &w[c * taps..(c + 1) * taps];
                     taps_for(isa, &buf, &self.offs, wc, b, out);
                     self.fix_edges(g, &buf, wc, out);
-                    if let Some(r) = residual {
-                        out.iter_mut().zip(&r[p * self.n_out..(p + 1) * self.n_out]).for_each(|(v, &q)| *v += q);
-                    }
-                    apply_act(act, out);
+                    finish(isa, out, residual.map(|r| &r[p * self.n_out..(p + 1) * self.n_out]), act);
                 }
             })
         });
@@ -102,13 +100,26 @@ impl FlatDepthwise {
     /// Takes back, on the edge columns, the products of taps that wrapped
     /// into the neighbouring row (what the flat sum read there).
     fn fix_edges(&self, g: &ConvGeom, buf: &[f32], w: &[f32], out: &mut [f32]) {
-        for oy in 0..g.oh {
-            for (ox, taps) in &self.edges {
+        for (ox, taps) in &self.edges {
+            for oy in 0..g.oh {
                 let p = oy * g.ow + ox;
-                let wrong: f32 = taps.iter().map(|&t| w[t] * buf[self.offs[t] + p]).sum();
+                let mut wrong = 0.0;
+                for &(t, off) in taps {
+                    wrong += w[t] * buf[off + p];
+                }
                 out[p] -= wrong;
             }
         }
+    }
+}
+
+multiversion! {
+    /// Adds the residual and applies the activation over a finished plane.
+    fn finish(out: &mut [f32], residual: Option<&[f32]>, act: Activation) {
+        if let Some(r) = residual {
+            out.iter_mut().zip(r).for_each(|(v, &q)| *v += q);
+        }
+        apply_act(act, out);
     }
 }
 
@@ -146,6 +157,8 @@ mod tests {
         assert_eq!(cols(FlatDepthwise::new(&geom(3, 2, 3, [1; 4], 1)).unwrap()), vec![0, 1]);
         // 3x3: column 0 wraps on its kx = 0 taps, the last on kx = 2.
         let f = FlatDepthwise::new(&geom(4, 6, 3, [1; 4], 1)).unwrap();
-        assert_eq!(f.edges, vec![(0, vec![0, 3, 6]), (5, vec![2, 5, 8])]);
+        let taps = |e: &(usize, Vec<(usize, usize)>)| e.1.iter().map(|t| t.0).collect::<Vec<_>>();
+        assert_eq!((f.edges[0].0, taps(&f.edges[0])), (0, vec![0, 3, 6]));
+        assert_eq!((f.edges[1].0, taps(&f.edges[1])), (5, vec![2, 5, 8]));
     }
 }
