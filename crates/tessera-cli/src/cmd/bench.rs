@@ -36,11 +36,12 @@ pub struct Args {
     /// Skip the reference runtime.
     #[arg(long)]
     no_reference: bool,
-    /// GPU only: how each layer's GEMM tile is chosen: `measured` (every
-    /// candidate timed on the device at compile time, the fastest kept),
-    /// `heuristic`, or one tile `TMxTN` for every layer (e.g. `8x4`).
-    #[arg(long, default_value = "measured")]
-    tiles: tessera_gpu::TileChoice,
+    /// GPU only: how each layer's GEMM tile is chosen: `measured` (the
+    /// default: every candidate timed on the device at compile time, the
+    /// fastest kept), `heuristic`, or one tile `TMxTN` for every layer
+    /// (e.g. `8x4`).
+    #[arg(long)]
+    tiles: Option<tessera_gpu::TileChoice>,
 }
 
 /// One model's result.
@@ -67,7 +68,11 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--threads and --runs must be at least 1");
     }
     let gpu = a.target == "gpu";
-    let gpu_handle = if gpu { Some(gpu_backend(a.tiles)?) } else { None };
+    if !gpu && a.tiles.is_some() {
+        bail!("--tiles applies to bench gpu only");
+    }
+    let tiles = a.tiles.unwrap_or(tessera_gpu::TileChoice::Measured);
+    let gpu_handle = if gpu { Some(gpu_backend(tiles)?) } else { None };
     let backend: Box<dyn Backend> = match &gpu_handle {
         Some(g) => Box::new(g.clone()),
         None => Box::new(CpuBackend::new(a.threads)),
@@ -152,7 +157,7 @@ pub fn run(a: Args) -> Result<()> {
             backend: backend.name(),
             threads: a.threads,
             compile_ms,
-            tiles: gpu.then(|| a.tiles.to_string()),
+            tiles: gpu.then(|| tiles.to_string()),
         };
         if !a.json {
             println!(
