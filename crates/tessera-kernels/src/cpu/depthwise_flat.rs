@@ -72,13 +72,16 @@ impl FlatDepthwise {
         let taps = g.kh * g.kw;
         par.for_each(ranges.len(), &|t| {
             let (p0, p1) = ranges[t];
-            FLAT.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                // Zeroed once per thread and length: every plane rewrites
-                // the same cells, the margins stay zero.
-                if buf.len() != self.len {
+            FLAT.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                let (buf, layout) = &mut *cell;
+                // Zeroed whenever the layout changes: every plane of one
+                // layout rewrites the same cells, so its margins stay zero.
+                let this = (self.margin, in_plane, self.len);
+                if *layout != Some(this) {
                     buf.clear();
                     buf.resize(self.len, 0.0);
+                    *layout = Some(this);
                 }
                 for p in p0..p1 {
                     let c = p % g.c_out;
@@ -87,8 +90,8 @@ impl FlatDepthwise {
                     let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * self.n_out), self.n_out) };
                     let b = bias.map_or(0.0, |b| b[c]);
                     let wc = &w[c * taps..(c + 1) * taps];
-                    taps_for(isa, &buf, &self.offs, wc, b, out);
-                    self.fix_edges(g, &buf, wc, out);
+                    taps_for(isa, buf, &self.offs, wc, b, out);
+                    self.fix_edges(g, buf, wc, out);
                     finish(isa, out, residual.map(|r| &r[p * self.n_out..(p + 1) * self.n_out]), act);
                 }
             })
@@ -124,8 +127,9 @@ multiversion! {
 }
 
 thread_local! {
-    /// A thread's plane buffer with its zero margins.
-    static FLAT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A thread's plane buffer with its zero margins, and the layout
+    /// (margin, plane, length) the zeros are laid out for.
+    static FLAT: std::cell::RefCell<(Vec<f32>, Option<(usize, usize, usize)>)> = const { std::cell::RefCell::new((Vec::new(), None)) };
 }
 
 #[cfg(test)]
@@ -147,6 +151,30 @@ mod tests {
         let mut strided = geom(8, 8, 3, [1; 4], 1);
         strided.sh = 2;
         assert!(FlatDepthwise::new(&strided).is_none());
+    }
+
+    /// Two layouts of the same buffer length but different margins, run
+    /// alternately on one thread (tiles of one layer with and without the
+    /// top padding): each run equals a fresh one.
+    #[test]
+    fn layouts_sharing_a_buffer_length_do_not_leak_into_each_other() {
+        let a = geom(16, 4, 3, [1; 4], 1);
+        let b = geom(18, 4, 3, [0, 1, 0, 1], 1);
+        let (fa, fb) = (FlatDepthwise::new(&a).unwrap(), FlatDepthwise::new(&b).unwrap());
+        assert_eq!(fa.len, fb.len, "the test needs equal lengths");
+        assert_ne!(fa.margin, fb.margin);
+        let par = Par::new(1).unwrap();
+        let mut rng = tessera_graph::rng::Rng::new(5);
+        let w = rng.fill(2 * 9, 1.0);
+        let run = |f: &FlatDepthwise, g: &ConvGeom, x: &[f32]| {
+            let mut y = vec![0.0; g.batch * g.c_out * g.oh * g.ow];
+            f.run(Isa::detect(), &par, g, &w, None, None, Activation::Identity, x, &mut y);
+            y
+        };
+        let (xa, xb) = (rng.fill(2 * 16 * 4, 1.0), rng.fill(2 * 18 * 4, 1.0));
+        let first = run(&fa, &a, &xa);
+        run(&fb, &b, &xb);
+        assert_eq!(run(&fa, &a, &xa), first);
     }
 
     #[test]
