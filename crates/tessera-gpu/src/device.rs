@@ -33,8 +33,9 @@ pub struct GpuOptions {
     /// the device's own limit; to exercise the splitting of large weights).
     pub binding_limit: Option<u64>,
     /// How each layer's GEMM tile is chosen: by default measured on a
-    /// hardware GPU at compile time (each candidate timed, cached per layer
-    /// shape), a heuristic on software adapters and in the browser.
+    /// hardware GPU (each candidate timed, cached per layer shape; natively
+    /// at compile time, in the browser on an executable's first run), a
+    /// heuristic on software adapters.
     pub tiles: TileChoice,
 }
 
