@@ -10,9 +10,10 @@
 //! and no compaction, which dominated small planes (7×7, 14×14) in the
 //! phase-split path (`conv::depthwise`, still used for strided layers).
 //! Taps left or right of the plane wrap into the neighbouring row instead
-//! of reading padding, so on the few output columns that have such taps
-//! (the first `pl` and last `pr` of each row) exactly those products are
-//! subtracted again afterwards.
+//! of reading padding, so the few output columns that have such taps (the
+//! first `pl` and last `pr` of each row) are recomputed from their other
+//! taps afterwards (not corrected by subtraction: a large or infinite
+//! value in the neighbouring row must not reach them at all).
 
 use tessera_graph::Activation;
 
@@ -25,8 +26,8 @@ use super::simd::{multiversion, Isa};
 pub(crate) struct FlatDepthwise {
     /// Buffer offset from the output index of every tap `ky·kw + kx`.
     offs: Vec<usize>,
-    /// Output columns with taps outside the plane's width, and those taps
-    /// (weight index, buffer offset from the output index).
+    /// Output columns with taps outside the plane's width, and their taps
+    /// inside it (weight index, buffer offset from the output index).
     edges: Vec<(usize, Vec<(usize, usize)>)>,
     /// Zeros before the plane in the buffer.
     margin: usize,
@@ -55,7 +56,7 @@ impl FlatDepthwise {
         let outside = |ox: usize, kx: usize| !(0..w).contains(&(ox as isize + (kx * g.dw) as isize - pl as isize));
         let edges = (0..g.w)
             .filter(|&ox| ox < pl || ox + pr >= g.w)
-            .map(|ox| (ox, (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).filter(|&(_, kx)| outside(ox, kx)).map(|(ky, kx)| (ky * g.kw + kx, offs[ky * g.kw + kx])).collect()))
+            .map(|ox| (ox, (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).filter(|&(_, kx)| !outside(ox, kx)).map(|(ky, kx)| (ky * g.kw + kx, offs[ky * g.kw + kx])).collect()))
             .collect();
         Some(FlatDepthwise { offs, edges, margin, len, n_out })
     }
@@ -91,7 +92,7 @@ impl FlatDepthwise {
                     let b = bias.map_or(0.0, |b| b[c]);
                     let wc = &w[c * taps..(c + 1) * taps];
                     taps_for(isa, buf, &self.offs, wc, b, out);
-                    self.fix_edges(g, buf, wc, out);
+                    self.fix_edges(g, buf, wc, b, out);
                     finish(isa, out, residual.map(|r| &r[p * self.n_out..(p + 1) * self.n_out]), act);
                 }
             })
@@ -100,17 +101,17 @@ impl FlatDepthwise {
 }
 
 impl FlatDepthwise {
-    /// Takes back, on the edge columns, the products of taps that wrapped
-    /// into the neighbouring row (what the flat sum read there).
-    fn fix_edges(&self, g: &ConvGeom, buf: &[f32], w: &[f32], out: &mut [f32]) {
+    /// Recomputes the edge columns from their taps inside the plane's
+    /// width (taps above or below it read the zero margins).
+    fn fix_edges(&self, g: &ConvGeom, buf: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
         for (ox, taps) in &self.edges {
             for oy in 0..g.oh {
                 let p = oy * g.ow + ox;
-                let mut wrong = 0.0;
+                let mut s = bias;
                 for &(t, off) in taps {
-                    wrong += w[t] * buf[off + p];
+                    s += w[t] * buf[off + p];
                 }
-                out[p] -= wrong;
+                out[p] = s;
             }
         }
     }
@@ -177,16 +178,39 @@ mod tests {
         assert_eq!(run(&fa, &a, &xa), first);
     }
 
+    /// Values next to the plane's edge in the neighbouring row (huge, or
+    /// infinite) never reach an edge output: it equals a direct sum.
+    #[test]
+    fn wrapped_neighbours_never_reach_the_edges() {
+        let g = geom(4, 4, 3, [1; 4], 1);
+        let f = FlatDepthwise::new(&g).unwrap();
+        let par = Par::new(1).unwrap();
+        let w: Vec<f32> = [0.3, -0.7, 0.9, 1.1, 0.6, -0.2, 0.4, 0.8, -0.5].repeat(2);
+        for big in [1e5f32, f32::INFINITY] {
+            let mut x = vec![0.1f32; 2 * 16];
+            for r in 0..4 {
+                x[r * 4 + 3] = big;
+            }
+            for isa in Isa::all_available() {
+                let mut y = vec![0.0; 2 * 16];
+                f.run(isa, &par, &g, &w, None, None, Activation::Identity, &x, &mut y);
+                // Output (1, 0): rows 0..3, columns 0..2 (column 2 is 0.1).
+                let want: f32 = (0..3).map(|ky| (1..3).map(|kx| w[ky * 3 + kx] * 0.1).sum::<f32>()).sum();
+                assert!((y[4] - want).abs() <= 1e-6, "{isa:?} big {big}: {} vs {want}", y[4]);
+            }
+        }
+    }
+
     #[test]
     fn edge_columns_are_those_with_a_tap_outside_the_width() {
         let cols = |f: FlatDepthwise| f.edges.iter().map(|e| e.0).collect::<Vec<_>>();
         assert_eq!(cols(FlatDepthwise::new(&geom(3, 6, 3, [1; 4], 1)).unwrap()), vec![0, 5]);
         assert_eq!(cols(FlatDepthwise::new(&geom(3, 6, 5, [2, 1, 2, 3], 1)).unwrap()), vec![0, 3, 4, 5]);
         assert_eq!(cols(FlatDepthwise::new(&geom(3, 2, 3, [1; 4], 1)).unwrap()), vec![0, 1]);
-        // 3x3: column 0 wraps on its kx = 0 taps, the last on kx = 2.
+        // 3x3: column 0 keeps its kx = 1, 2 taps, the last its kx = 0, 1 taps.
         let f = FlatDepthwise::new(&geom(4, 6, 3, [1; 4], 1)).unwrap();
         let taps = |e: &(usize, Vec<(usize, usize)>)| e.1.iter().map(|t| t.0).collect::<Vec<_>>();
-        assert_eq!((f.edges[0].0, taps(&f.edges[0])), (0, vec![0, 3, 6]));
-        assert_eq!((f.edges[1].0, taps(&f.edges[1])), (5, vec![2, 5, 8]));
+        assert_eq!((f.edges[0].0, taps(&f.edges[0])), (0, vec![1, 2, 4, 5, 7, 8]));
+        assert_eq!((f.edges[1].0, taps(&f.edges[1])), (5, vec![0, 1, 3, 4, 6, 7]));
     }
 }
