@@ -86,16 +86,23 @@ impl GpuExecutable {
 
     /// Measures the pending layers' tiles on the device and swaps in an
     /// executable compiled with them (their measurements are cached, so
-    /// that compile measures nothing).
+    /// that compile measures nothing). Only a lost device is an error: if
+    /// measuring or recompiling fails otherwise, this executable keeps its
+    /// heuristic tiles (never re-measured: the pending list is taken).
     async fn retune(&mut self) -> Result<(), KernelError> {
         let Some((pending, graph)) = self.retune.take() else { return Ok(()) };
         for p in &pending {
-            crate::tune::measure(&self.ctx, p).await.map_err(device_error)?;
+            if crate::tune::measure(&self.ctx, p).await.is_err() {
+                return self.ctx.check_alive();
+            }
         }
         let scopes = self.ctx.scopes();
         let fresh = crate::compile::compile(&self.ctx, &graph);
-        bounded(&self.ctx, scopes.pop().check(&format!("recompiling '{}' with measured tiles", graph.name))).await?;
-        *self = fresh?;
+        let verdict = bounded(&self.ctx, scopes.pop().check(&format!("recompiling '{}' with measured tiles", graph.name))).await;
+        match (fresh, verdict) {
+            (Ok(fresh), Ok(())) => *self = fresh,
+            _ => self.ctx.check_alive()?,
+        }
         Ok(())
     }
 

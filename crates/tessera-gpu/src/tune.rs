@@ -267,12 +267,11 @@ type Passes = Vec<(wgpu::ComputePipeline, wgpu::BindGroup, [u32; 3])>;
 /// Times each candidate's dispatches on scratch buffers of the layer's
 /// sizes (their contents do not matter; not pool buffers, which a
 /// profiled run on another thread may hold values in between its
-/// submissions). Candidates that cannot be built or timed are listed with
-/// the reason; a device failure ends the measurement with an error.
+/// submissions). A candidate that cannot be built, fails the device's
+/// validation (in its own error scopes) or gives no valid timing is listed
+/// with the reason; a lost device ends the measurement with an error.
 #[allow(clippy::type_complexity)]
 async fn time_candidates(ctx: &GpuContext, p: &Pending) -> Result<(Vec<(GemmTile, f64)>, Vec<(GemmTile, String)>), String> {
-    use crate::ops::Src;
-
     let binding = |b: u64| b.max(16).div_ceil(16) * 16;
     let scratch = |bytes: u64| {
         let size = binding(bytes);
@@ -280,75 +279,127 @@ async fn time_candidates(ctx: &GpuContext, p: &Pending) -> Result<(Vec<(GemmTile
     };
     let inputs: Vec<(wgpu::Buffer, u64)> = p.io.inputs.iter().map(|&b| scratch(b)).collect();
     let output = scratch(p.io.output);
-    let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
     let mut times = Vec::with_capacity(p.candidates.len());
     let mut failed = Vec::new();
     for &tile in &p.candidates {
+        // Built and run once (a warm-up: browsers finish compiling a
+        // pipeline on its first use) inside the candidate's own scopes.
+        let scopes = ctx.scopes();
         let mut tcx = Cx::new(ctx);
-        let dispatches = match (p.build)(&mut tcx, tile) {
-            Ok(d) => d,
-            Err(e) => {
+        let built = (p.build)(&mut tcx, tile).and_then(|d| bind(ctx, &tcx, &d, &inputs, &output));
+        let warm_up = built.as_ref().ok().map(|passes| submit_timed(ctx, passes, 1, &output.0));
+        let verdict = crate::device::bounded(ctx, scopes.pop().check(&format!("tile {tile}"))).await;
+        let passes = match (built, verdict) {
+            (Err(e), _) => {
                 failed.push((tile, e));
                 continue;
             }
-        };
-        let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tessera tune params"),
-            size: 256 * dispatches.len().max(1) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut passes: Passes = Vec::new();
-        for (i, d) in dispatches.iter().enumerate() {
-            ctx.queue.write_buffer(&params, 256 * i as u64, &d.params.bytes());
-            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &params, offset: 256 * i as u64, size: std::num::NonZeroU64::new(256) }) }];
-            let mut bound: Vec<(&wgpu::Buffer, u64)> = d
-                .reads
-                .iter()
-                .map(|r| match *r {
-                    Src::Input(k) => inputs.get(k).map(|(b, s)| (b, *s)).ok_or_else(|| format!("tuning: dispatch reads input {k} of {}", inputs.len())),
-                    Src::Const(k) => tcx.consts.get(k).map(|b| (b.as_ref(), b.size())).ok_or_else(|| "tuning: unknown constant".to_string()),
-                    Src::Dummy => Ok((&dummy, 16)),
-                })
-                .collect::<Result<_, _>>()?;
-            bound.push((&output.0, output.1));
-            for (b, (buf, size)) in bound.into_iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
+            (_, Err(e)) => {
+                failed.push((tile, e.to_string()));
+                continue;
             }
-            let layout = ctx.pipelines.layout(&ctx.device, d.shader.reads());
-            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
-            passes.push((ctx.pipelines.get(&ctx.device, d.shader, ctx.f16), bind_group, d.groups));
+            (Ok(passes), Ok(())) => passes,
+        };
+        if let Some(w) = warm_up {
+            w.finish(ctx).await?;
         }
-        // A second run sizes the timed batches: about BATCH_MS each, best of three (some 30 ms per layer shape on a real
-        // GPU natively); one run only for layers slower than 50 ms (software
-        // adapters).
-        // (A first, untimed run: browsers finish compiling a pipeline on
-        // its first use, which would count against new candidates.)
-        run_timed(ctx, &passes, 1, &output.0).await?;
-        let first = run_timed(ctx, &passes, 1, &output.0).await?;
-        let (reps, samples) = if first > 50.0 { (1, 0) } else { ((BATCH_MS / first.max(1e-3)).ceil().clamp(1.0, 64.0) as usize, 3) };
-        let mut best = first;
-        for _ in 0..samples {
-            best = best.min(run_timed(ctx, &passes, reps, &output.0).await? / reps as f64);
-        }
-        // A time of zero means the timestamps were never written (an
-        // invalid submission, caught by the compile's error scopes).
-        if best > 0.0 && best.is_finite() {
-            times.push((tile, best));
-        } else {
-            failed.push((tile, "no valid timing".to_string()));
+        match time_passes(ctx, &passes, &output.0).await? {
+            Some(ms) => times.push((tile, ms)),
+            None => failed.push((tile, "no valid timing".to_string())),
         }
     }
+    ctx.check_alive().map_err(|e| e.to_string())?;
     Ok((times, failed))
 }
 
-/// Runs `passes` `reps` times in one submission; the GPU time in ms.
-/// Natively: timestamps where the device has them, else the wall clock
-/// around submit and wait. In the browser: the page's clock from submit to
-/// the read-back of a few bytes of `output` (the same small overhead for
-/// every candidate, so the ranking holds).
-async fn run_timed(ctx: &GpuContext, passes: &Passes, reps: usize, output: &wgpu::Buffer) -> Result<f64, String> {
-    let record = |enc: &mut wgpu::CommandEncoder, timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>| {
+/// Binds a candidate's dispatches to the scratch buffers.
+fn bind(ctx: &GpuContext, tcx: &Cx, dispatches: &[Dispatch], inputs: &[(wgpu::Buffer, u64)], output: &(wgpu::Buffer, u64)) -> Result<Passes, String> {
+    use crate::ops::Src;
+    let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+    let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tessera tune params"),
+        size: 256 * dispatches.len().max(1) as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut passes: Passes = Vec::new();
+    for (i, d) in dispatches.iter().enumerate() {
+        ctx.queue.write_buffer(&params, 256 * i as u64, &d.params.bytes());
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &params, offset: 256 * i as u64, size: std::num::NonZeroU64::new(256) }) }];
+        let mut bound: Vec<(&wgpu::Buffer, u64)> = d
+            .reads
+            .iter()
+            .map(|r| match *r {
+                Src::Input(k) => inputs.get(k).map(|(b, s)| (b, *s)).ok_or_else(|| format!("tuning: dispatch reads input {k} of {}", inputs.len())),
+                Src::Const(k) => tcx.consts.get(k).map(|b| (b.as_ref(), b.size())).ok_or_else(|| "tuning: unknown constant".to_string()),
+                Src::Dummy => Ok((&dummy, 16)),
+            })
+            .collect::<Result<_, _>>()?;
+        bound.push((&output.0, output.1));
+        for (b, (buf, size)) in bound.into_iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
+        }
+        let layout = ctx.pipelines.layout(&ctx.device, d.shader.reads());
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+        passes.push((ctx.pipelines.get(&ctx.device, d.shader, ctx.f16), bind_group, d.groups));
+    }
+    Ok(passes)
+}
+
+/// A validated candidate's time per run, in ms: batches doubled until one
+/// takes about BATCH_MS, then the best of three. Natively a batch's own
+/// time (GPU timestamps, or the wall clock around submit and wait); in the
+/// browser, whose submit-to-read-back round trip costs about a millisecond
+/// on a coarse clock, the difference between batches of 2r and r runs, so
+/// that fixed cost cancels. `None`: no positive time came out. One run
+/// only for layers slower than 50 ms (software adapters).
+async fn time_passes(ctx: &GpuContext, passes: &Passes, output: &wgpu::Buffer) -> Result<Option<f64>, String> {
+    let run = |reps: usize| async move { submit_timed(ctx, passes, reps, output).finish(ctx).await };
+    let mut reps = 1;
+    let mut t = run(reps).await?;
+    if t > 50.0 {
+        return Ok((t > 0.0).then_some(t));
+    }
+    while t < BATCH_MS && reps < 1024 {
+        reps *= 2;
+        t = run(reps).await?;
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let per_run = if cfg!(target_arch = "wasm32") { (run(2 * reps).await? - run(reps).await?) / reps as f64 } else { run(reps).await? / reps as f64 };
+        if per_run > 0.0 && per_run.is_finite() {
+            best = best.min(per_run);
+        }
+    }
+    Ok(best.is_finite().then_some(best))
+}
+
+/// A submitted timed batch, to be awaited with [`Timed::finish`].
+struct Timed {
+    index: wgpu::SubmissionIndex,
+    /// Natively with timestamps: the buffer they are copied to.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    stamps: Option<wgpu::Buffer>,
+    /// The clock at submission (ms).
+    t0: f64,
+    /// In the browser: a few bytes of the output, read back to know the
+    /// work is done.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    read: Option<wgpu::Buffer>,
+}
+
+/// Records `passes` `reps` times in one compute pass and submits it.
+fn submit_timed(ctx: &GpuContext, passes: &Passes, reps: usize, output: &wgpu::Buffer) -> Timed {
+    let native = !cfg!(target_arch = "wasm32");
+    let queries = (native && ctx.timestamps).then(|| ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera tune"), ty: wgpu::QueryType::Timestamp, count: 2 }));
+    let buffer = |usage| ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage, mapped_at_creation: false });
+    let resolve = queries.as_ref().map(|_| buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC));
+    let stamps = queries.as_ref().map(|_| buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST));
+    let read = (!native).then(|| buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST));
+    let guard = ctx.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
+    {
+        let timestamp_writes = queries.as_ref().map(|q| wgpu::ComputePassTimestampWrites { query_set: q, beginning_of_pass_write_index: Some(0), end_of_pass_write_index: Some(1) });
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera tune"), timestamp_writes });
         for _ in 0..reps {
             for (pipeline, bind_group, g) in passes {
@@ -357,65 +408,70 @@ async fn run_timed(ctx: &GpuContext, passes: &Passes, reps: usize, output: &wgpu
                 pass.dispatch_workgroups(g[0], g[1], g[2]);
             }
         }
-    };
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = output;
-        let queries = ctx.timestamps.then(|| ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera tune"), ty: wgpu::QueryType::Timestamp, count: 2 }));
-        let buffers = queries.as_ref().map(|_| {
-            let usage = [wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST];
-            usage.map(|usage| ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage, mapped_at_creation: false }))
-        });
-        let guard = ctx.submit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
-        record(&mut enc, queries.as_ref().map(|q| wgpu::ComputePassTimestampWrites { query_set: q, beginning_of_pass_write_index: Some(0), end_of_pass_write_index: Some(1) }));
-        if let (Some(q), Some([resolve, read])) = (&queries, &buffers) {
-            enc.resolve_query_set(q, 0..2, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
-        }
-        let t0 = std::time::Instant::now();
-        let index = ctx.queue.submit([enc.finish()]);
-        drop(guard);
-        match &buffers {
-            Some([_, read]) => {
-                let raw = crate::device::read_bytes_blocking(ctx, read, 16, index).map_err(|e| e.to_string())?;
-                let raw: &[u8; 16] = raw.get(..16).and_then(|r| r.try_into().ok()).ok_or("tuning: the timestamps could not be read back")?;
-                let tick = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().expect("8 of 16 bytes"));
-                Ok(tick(1).saturating_sub(tick(0)) as f64 * ctx.queue.get_timestamp_period() as f64 / 1e6)
-            }
-            None => {
-                crate::device::wait(ctx, Some(index)).map_err(|e| e.to_string())?;
-                Ok(t0.elapsed().as_secs_f64() * 1e3)
-            }
-        }
     }
-    #[cfg(target_arch = "wasm32")]
-    {
-        let read = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune read"), size: 16, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera tune") });
-        record(&mut enc, None);
-        enc.copy_buffer_to_buffer(output, 0, &read, 0, 16);
-        let t0 = clock::now_ms();
-        let index = ctx.queue.submit([enc.finish()]);
-        crate::device::bounded(ctx, crate::device::read_back_async(ctx, &read, 16, index)).await.map_err(|e| e.to_string())?;
-        Ok(clock::now_ms() - t0)
+    if let (Some(q), Some(resolve), Some(stamps)) = (&queries, &resolve, &stamps) {
+        enc.resolve_query_set(q, 0..2, resolve, 0);
+        enc.copy_buffer_to_buffer(resolve, 0, stamps, 0, 16);
+    }
+    if let Some(read) = &read {
+        enc.copy_buffer_to_buffer(output, 0, read, 0, 16);
+    }
+    let t0 = clock::now_ms();
+    let index = ctx.queue.submit([enc.finish()]);
+    drop(guard);
+    Timed { index, stamps, t0, read }
+}
+
+impl Timed {
+    /// Waits for the batch; its GPU time in ms.
+    async fn finish(self, ctx: &GpuContext) -> Result<f64, String> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            match &self.stamps {
+                Some(stamps) => {
+                    let raw = crate::device::read_bytes_blocking(ctx, stamps, 16, self.index).map_err(|e| e.to_string())?;
+                    let raw: &[u8; 16] = raw.get(..16).and_then(|r| r.try_into().ok()).ok_or("tuning: the timestamps could not be read back")?;
+                    let tick = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().expect("8 of 16 bytes"));
+                    Ok(tick(1).saturating_sub(tick(0)) as f64 * ctx.queue.get_timestamp_period() as f64 / 1e6)
+                }
+                None => {
+                    crate::device::wait(ctx, Some(self.index)).map_err(|e| e.to_string())?;
+                    Ok(clock::now_ms() - self.t0)
+                }
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let read = self.read.as_ref().expect("browser batches read back");
+            crate::device::bounded(ctx, crate::device::read_back_async(ctx, read, 16, self.index)).await.map_err(|e| e.to_string())?;
+            Ok(clock::now_ms() - self.t0)
+        }
     }
 }
 
-/// The page's monotonic clock (windows and workers alike).
-#[cfg(target_arch = "wasm32")]
+/// A monotonic clock in ms: the page's `performance.now()` in the browser.
 mod clock {
+    #[cfg(target_arch = "wasm32")]
     use wasm_bindgen::prelude::*;
 
+    #[cfg(target_arch = "wasm32")]
     #[wasm_bindgen]
     extern "C" {
         #[wasm_bindgen(js_namespace = performance, js_name = now)]
         fn performance_now() -> f64;
     }
 
-    /// Milliseconds since the page started.
+    /// Milliseconds since an arbitrary start.
     pub fn now_ms() -> f64 {
-        performance_now()
+        #[cfg(target_arch = "wasm32")]
+        {
+            performance_now()
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
+        }
     }
 }
 
