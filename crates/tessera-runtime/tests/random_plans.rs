@@ -43,12 +43,12 @@ fn lenet_random_plans() {
 
 #[test]
 fn mobilenetv2_random_plans() {
-    check_model("mobilenetv2", 8, 2);
+    check_model("mobilenetv2", 32, 2);
 }
 
 #[test]
 fn resnet50_random_plans() {
-    check_model("resnet50", 4, 2);
+    check_model("resnet50", 12, 2);
 }
 
 #[test]
