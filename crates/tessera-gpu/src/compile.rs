@@ -13,7 +13,7 @@ use tessera_kernels::KernelError;
 
 use crate::device::GpuContext;
 use crate::exec::{GpuExecutable, Output, Pass};
-use crate::ops::{self, Cx, Dispatch, Src};
+use crate::ops::{self, Cx, Dispatch, Dst, Src};
 use crate::pool::{size_class, SlotPlanner};
 
 /// Where a value lives at run time.
@@ -193,6 +193,8 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
         timed: NodeId,
         inputs: Vec<Loc>,
         out: Loc,
+        /// A slot held only while the step runs (split-K partials).
+        scratch: Option<Loc>,
         dispatches: Vec<Dispatch>,
     }
     let mut steps: Vec<Step> = Vec::with_capacity(protos.len());
@@ -212,6 +214,16 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
         };
         let (out, dispatches) = if alias { (inputs[0], Vec::new()) } else { (Loc::Slot(slots.take(bytes)), p.dispatches) };
         locs[p.out] = Some(out);
+        // Taken while the step's inputs and output are held, so distinct
+        // from all of them; free again for the next step.
+        let scratch = match ops::scratch_bytes(&dispatches) {
+            0 => None,
+            b => {
+                let s = slots.take(b);
+                slots.release(s);
+                Some(Loc::Slot(s))
+            }
+        };
         let mut released = Vec::new();
         for &i in &p.inputs {
             if let Some(Loc::Slot(s)) = locs[i]
@@ -230,7 +242,7 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
         {
             slots.release(s);
         }
-        steps.push(Step { timed: p.timed, inputs, out, dispatches });
+        steps.push(Step { timed: p.timed, inputs, out, scratch, dispatches });
     }
 
     // Buffers: pool slots (k-th slot of a class -> k-th pool buffer), inputs.
@@ -302,9 +314,13 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
                     Src::Input(k) => buffer_of(step.inputs[k]),
                     Src::Const(k) => (cx.consts[k].as_ref(), cx.consts[k].size()),
                     Src::Dummy => (&dummy, 16),
+                    Src::Scratch => buffer_of(step.scratch.ok_or_else(|| unsupported(g, step.timed, "a dispatch reads scratch its step does not have"))?),
                 });
             }
-            bound.push(buffer_of(step.out));
+            bound.push(match d.out {
+                Dst::Output => buffer_of(step.out),
+                Dst::Scratch(_) => buffer_of(step.scratch.ok_or_else(|| unsupported(g, step.timed, "a dispatch writes scratch its step does not have"))?),
+            });
             for (b, (buf, size)) in bound.into_iter().enumerate() {
                 entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
             }

@@ -26,8 +26,12 @@ pub(crate) enum GemmB {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Shader {
     /// Tiled implicit GEMM convolution / dense; `tm` rows and `tn`
-    /// columns per invocation (`crate::tune::GemmTile`).
-    ConvGemm { b: GemmB, tm: u32, tn: u32 },
+    /// columns per invocation (`crate::tune::GemmTile`); `split`: one K
+    /// slice per workgroup, partial products to scratch.
+    ConvGemm { b: GemmB, tm: u32, tn: u32, split: bool },
+    /// Second pass of a split-K GEMM: sums the K slices' partial
+    /// products, adds bias and residual, applies the activation.
+    SplitReduce,
     /// One invocation per output: depthwise and few channels per group.
     ConvDirect,
     /// Dense over a few rows, one workgroup per output feature.
@@ -58,7 +62,7 @@ impl Shader {
         match self {
             Shader::ConvGemm { .. } => 5,
             Shader::ConvDirect => 4,
-            Shader::Gemv => 3,
+            Shader::Gemv | Shader::SplitReduce => 3,
             Shader::Unary | Shader::Binary | Shader::Gather => 2,
             Shader::Pool | Shader::GlobalPool | Shader::Concat | Shader::Softmax { .. } | Shader::Lrn => 1,
         }
@@ -67,8 +71,9 @@ impl Shader {
     /// A short label for reports: "gemm im2col 8x4", "direct", ...
     pub fn label(self) -> String {
         match self {
-            Shader::ConvGemm { b, tm, tn } => format!("gemm {} {tm}x{tn}", format!("{b:?}").to_lowercase()),
+            Shader::ConvGemm { b, tm, tn, split } => format!("gemm {} {tm}x{tn}{}", format!("{b:?}").to_lowercase(), if split { " split" } else { "" }),
             Shader::ConvDirect => "direct".into(),
+            Shader::SplitReduce => "splitk".into(),
             Shader::Softmax { .. } => "softmax".into(),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -95,8 +100,8 @@ impl Shader {
             s.push_str("alias WT = f32;\n");
         }
         match self {
-            Shader::ConvGemm { b, tm, tn } => {
-                s.push_str(&format!("const TM: u32 = {tm}u;\nconst TN: u32 = {tn}u;\n"));
+            Shader::ConvGemm { b, tm, tn, split } => {
+                s.push_str(&format!("const TM: u32 = {tm}u;\nconst TN: u32 = {tn}u;\nconst SPLIT: bool = {split};\n"));
                 s.push_str(PRELUDE);
                 s.push_str(match b {
                     GemmB::Im2col => include_str!("shaders/gemm_b_im2col.wgsl"),
@@ -114,6 +119,7 @@ impl Shader {
                 s.push_str(PRELUDE);
                 s.push_str(match other {
                     Shader::ConvDirect => include_str!("shaders/conv_direct.wgsl"),
+                    Shader::SplitReduce => include_str!("shaders/splitk_reduce.wgsl"),
                     Shader::Gemv => include_str!("shaders/gemv.wgsl"),
                     Shader::Pool => include_str!("shaders/pool.wgsl"),
                     Shader::GlobalPool => include_str!("shaders/global_pool.wgsl"),
@@ -134,11 +140,16 @@ impl Shader {
         let mut v = Vec::new();
         for b in [GemmB::Im2col, GemmB::Pointwise, GemmB::Rows] {
             for t in crate::tune::GemmTile::ALL {
-                v.push(Shader::ConvGemm { b, tm: t.tm, tn: t.tn });
+                for split in [false, true] {
+                    if b != GemmB::Rows || !split {
+                        v.push(Shader::ConvGemm { b, tm: t.tm, tn: t.tn, split });
+                    }
+                }
             }
         }
         v.extend([
             Shader::ConvDirect,
+            Shader::SplitReduce,
             Shader::Gemv,
             Shader::Pool,
             Shader::GlobalPool,

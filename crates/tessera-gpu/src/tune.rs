@@ -19,28 +19,59 @@ use std::sync::Mutex;
 use crate::device::GpuContext;
 use crate::ops::{Cx, Dispatch};
 
-/// Rows (`tm`) by columns (`tn`) of the output one invocation computes;
-/// a 16×16 workgroup covers `16·tm × 16·tn`.
+/// Rows (`tm`) by columns (`tn`) of the output one invocation computes
+/// (a 16×16 workgroup covers `16·tm × 16·tn`), and the number of slices
+/// (`splits`) the reduction dimension K is cut into.
+///
+/// Split-K: a layer with few output tiles but a long K (ResNet's 7×7
+/// stages: 49 pixels × 512 channels, K = 4608) gives a big GPU a handful
+/// of workgroups, each running thousands of steps. With `splits = S` each
+/// workgroup sums one K slice into a partial product, and a second
+/// dispatch adds the S partials with bias, residual and activation — S
+/// times the workgroups for one extra pass over the output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTile {
     /// Output channels per invocation: 1, 2, 4 or 8.
     pub tm: u32,
     /// Output pixels per invocation: 4 or 8.
     pub tn: u32,
+    /// K slices summed by a second dispatch: 1 (none), 2, 4, 8 or 16.
+    pub splits: u32,
 }
 
+/// The K splits the kernel supports.
+pub const SPLITS: [u32; 5] = [1, 2, 4, 8, 16];
+
+/// Below this many workgroups a layer also tries split-K candidates (a
+/// large GPU holds a few hundred 256-invocation workgroups at once).
+const SPLIT_BELOW_WORKGROUPS: usize = 256;
+
+/// Each K slice keeps at least this many K rows (4 BK-deep steps), so the
+/// partial sums do not cost more than they save.
+const MIN_SLICE_K: usize = 64;
+
 impl GemmTile {
-    /// Every tile the kernel is compiled for.
+    /// Every register tile the kernel is compiled for (unsplit).
     pub const ALL: [GemmTile; 8] = [
-        GemmTile { tm: 1, tn: 4 },
-        GemmTile { tm: 2, tn: 4 },
-        GemmTile { tm: 4, tn: 4 },
-        GemmTile { tm: 8, tn: 4 },
-        GemmTile { tm: 1, tn: 8 },
-        GemmTile { tm: 2, tn: 8 },
-        GemmTile { tm: 4, tn: 8 },
-        GemmTile { tm: 8, tn: 8 },
+        GemmTile::new(1, 4),
+        GemmTile::new(2, 4),
+        GemmTile::new(4, 4),
+        GemmTile::new(8, 4),
+        GemmTile::new(1, 8),
+        GemmTile::new(2, 8),
+        GemmTile::new(4, 8),
+        GemmTile::new(8, 8),
     ];
+
+    /// An unsplit `tm × tn` tile.
+    pub const fn new(tm: u32, tn: u32) -> GemmTile {
+        GemmTile { tm, tn, splits: 1 }
+    }
+
+    /// This tile with K cut into `splits` slices.
+    pub const fn split(self, splits: u32) -> GemmTile {
+        GemmTile { splits, ..self }
+    }
 
     /// Output channels per workgroup.
     pub fn bm(self) -> usize {
@@ -58,18 +89,52 @@ impl GemmTile {
         1024 * (self.tm + self.tn)
     }
 
-    /// The tiles worth trying for `m` output channels (per group) and `n`
-    /// output pixels: a workgroup tile no larger than the next power of two
-    /// of either side (larger ones would compute mostly padding).
-    pub fn candidates(m: usize, n: usize) -> Vec<GemmTile> {
+    /// Whether the kernel is compiled for this tile.
+    pub fn is_valid(self) -> bool {
+        GemmTile::ALL.contains(&self.split(1)) && SPLITS.contains(&self.splits)
+    }
+
+    /// The K slices actually used for a reduction of `k` rows (at most
+    /// one BK-deep step per slice, no empty slice): K rows per slice (a
+    /// multiple of 16) and the number of slices.
+    pub fn slices(self, k: usize) -> (usize, usize) {
+        let steps = k.div_ceil(16).max(1);
+        let per = steps.div_ceil(self.splits as usize);
+        (16 * per, steps.div_ceil(per))
+    }
+
+    /// The tiles worth trying for `m` output channels (per group), `n`
+    /// output pixels, reduction length `k` and `groups` groups: a
+    /// workgroup tile no larger than the next power of two of either side
+    /// (larger ones would compute mostly padding), and for grids too small
+    /// to fill a large GPU, the splits of K that keep every slice at least
+    /// MIN_SLICE_K long and the grid within 4 × SPLIT_BELOW_WORKGROUPS.
+    pub fn candidates(m: usize, n: usize, k: usize, groups: usize) -> Vec<GemmTile> {
         let (mmax, nmax) = (m.next_power_of_two().max(16), n.next_power_of_two().max(64));
-        GemmTile::ALL.into_iter().filter(|t| t.bm() <= mmax && t.bn() <= nmax).collect()
+        let mut out = Vec::new();
+        for t in GemmTile::ALL.into_iter().filter(|t| t.bm() <= mmax && t.bn() <= nmax) {
+            out.push(t);
+            let grid = m.div_ceil(t.bm()) * n.div_ceil(t.bn()) * groups;
+            if grid >= SPLIT_BELOW_WORKGROUPS {
+                continue;
+            }
+            for s in SPLITS.into_iter().skip(1) {
+                if k / s as usize >= MIN_SLICE_K && grid * s as usize <= 4 * SPLIT_BELOW_WORKGROUPS {
+                    out.push(t.split(s));
+                }
+            }
+        }
+        out
     }
 }
 
 impl fmt::Display for GemmTile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}x{}", self.tm, self.tn)
+        write!(f, "{}x{}", self.tm, self.tn)?;
+        if self.splits > 1 {
+            write!(f, "k{}", self.splits)?;
+        }
+        Ok(())
     }
 }
 
@@ -77,10 +142,18 @@ impl FromStr for GemmTile {
     type Err = String;
 
     fn from_str(s: &str) -> Result<GemmTile, String> {
-        let bad = || format!("bad GEMM tile '{s}': expected TMxTN with TM in 1, 2, 4, 8 and TN in 4, 8 (e.g. 8x4)");
-        let (m, n) = s.split_once('x').ok_or_else(bad)?;
-        let t = GemmTile { tm: m.trim().parse().map_err(|_| bad())?, tn: n.trim().parse().map_err(|_| bad())? };
-        GemmTile::ALL.contains(&t).then_some(t).ok_or_else(bad)
+        let bad = || format!("bad GEMM tile '{s}': expected TMxTN[kS] with TM in 1, 2, 4, 8, TN in 4, 8 and S (K splits) in 2, 4, 8, 16 (e.g. 8x4 or 4x4k8)");
+        let (m, rest) = s.split_once('x').ok_or_else(bad)?;
+        let (n, k) = match rest.split_once('k') {
+            Some((n, k)) => (n, Some(k)),
+            None => (rest, None),
+        };
+        let splits = match k {
+            Some(k) => k.trim().parse().map_err(|_| bad())?,
+            None => 1,
+        };
+        let t = GemmTile { tm: m.trim().parse().map_err(|_| bad())?, tn: n.trim().parse().map_err(|_| bad())?, splits };
+        t.is_valid().then_some(t).ok_or_else(bad)
     }
 }
 
@@ -132,7 +205,9 @@ pub struct TileMeasurement {
     pub layer: String,
     /// The tile kept.
     pub chosen: GemmTile,
-    /// Each candidate's time per dispatch on the device, in ms.
+    /// Each measured candidate's time per run of the layer on the
+    /// device, in ms: every register tile, then the K splits of the two
+    /// fastest.
     pub times: Vec<(GemmTile, f64)>,
     /// Candidates that could not run this layer, and why (a weight
     /// padding over the binding limit, a grid over the per-axis limit).
@@ -159,7 +234,7 @@ impl Tuner {
         let choice = match choice {
             TileChoice::Auto if software => TileChoice::Heuristic,
             TileChoice::Auto => TileChoice::Measured,
-            TileChoice::Fixed(t) if !GemmTile::ALL.contains(&t) => return Err(format!("GEMM tile {t} is not one of the kernel's tiles (TM 1, 2, 4, 8 by TN 4, 8)")),
+            TileChoice::Fixed(t) if !t.is_valid() => return Err(format!("GEMM tile {t} is not one of the kernel's tiles (TM 1, 2, 4, 8 by TN 4, 8, K split 1, 2, 4, 8 or 16 ways)")),
             other => other,
         };
         Ok(Tuner { choice, ..Tuner::default() })
@@ -279,43 +354,63 @@ async fn time_candidates(ctx: &GpuContext, p: &Pending) -> Result<(Vec<(GemmTile
     };
     let inputs: Vec<(wgpu::Buffer, u64)> = p.io.inputs.iter().map(|&b| scratch(b)).collect();
     let output = scratch(p.io.output);
-    let mut times = Vec::with_capacity(p.candidates.len());
+    let mut times: Vec<(GemmTile, f64)> = Vec::with_capacity(p.candidates.len());
     let mut failed = Vec::new();
-    for &tile in &p.candidates {
-        // Built and run once (a warm-up: browsers finish compiling a
-        // pipeline on its first use) inside the candidate's own scopes.
-        let scopes = ctx.scopes();
-        let mut tcx = Cx::new(ctx);
-        let built = (p.build)(&mut tcx, tile).and_then(|d| bind(ctx, &tcx, &d, &inputs, &output));
-        let warm_up = built.as_ref().ok().map(|passes| submit_timed(ctx, passes, 1, &output.0));
-        let verdict = crate::device::bounded(ctx, scopes.pop().check(&format!("tile {tile}"))).await;
-        let passes = match (built, verdict) {
-            (Err(e), _) => {
-                failed.push((tile, e));
-                continue;
+    // Two rounds: every register tile unsplit, then the K splits of the
+    // SPLIT_FINALISTS fastest only (a split changes the grid, not the
+    // inner loop, so it rarely rescues a slow register tile) — about half
+    // the candidates of a late ResNet layer.
+    let (unsplit, split): (Vec<GemmTile>, Vec<GemmTile>) = p.candidates.iter().partition(|t| t.splits == 1);
+    let mut round = unsplit;
+    for last in [false, true] {
+        for tile in round {
+            match time_candidate(ctx, p, tile, &inputs, &output).await? {
+                Ok(ms) => times.push((tile, ms)),
+                Err(why) => failed.push((tile, why)),
             }
-            (_, Err(e)) => {
-                failed.push((tile, e.to_string()));
-                continue;
-            }
-            (Ok(passes), Ok(())) => passes,
-        };
-        if let Some(w) = warm_up {
-            w.finish(ctx).await?;
         }
-        match time_passes(ctx, &passes, &output.0).await? {
-            Some(ms) => times.push((tile, ms)),
-            None => failed.push((tile, "no valid timing".to_string())),
+        if last {
+            break;
         }
+        let mut ranked = times.clone();
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let finalists: Vec<GemmTile> = ranked.iter().take(SPLIT_FINALISTS).map(|t| t.0).collect();
+        round = split.iter().copied().filter(|t| finalists.contains(&t.split(1))).collect();
     }
     ctx.check_alive().map_err(|e| e.to_string())?;
     Ok((times, failed))
 }
 
+/// Register tiles whose K splits are measured.
+const SPLIT_FINALISTS: usize = 2;
+
+/// One candidate's time per dispatch in ms, or why it cannot run (`Err`
+/// of the outer result: the device was lost). Built and run once first (a
+/// warm-up: browsers finish compiling a pipeline on its first use) inside
+/// the candidate's own error scopes.
+async fn time_candidate(ctx: &GpuContext, p: &Pending, tile: GemmTile, inputs: &[(wgpu::Buffer, u64)], output: &(wgpu::Buffer, u64)) -> Result<Result<f64, String>, String> {
+    let scopes = ctx.scopes();
+    let mut tcx = Cx::new(ctx);
+    let built = (p.build)(&mut tcx, tile).and_then(|d| bind(ctx, &tcx, &d, inputs, output));
+    let warm_up = built.as_ref().ok().map(|passes| submit_timed(ctx, passes, 1, &output.0));
+    let verdict = crate::device::bounded(ctx, scopes.pop().check(&format!("tile {tile}"))).await;
+    let passes = match (built, verdict) {
+        (Err(e), _) => return Ok(Err(e)),
+        (_, Err(e)) => return Ok(Err(e.to_string())),
+        (Ok(passes), Ok(())) => passes,
+    };
+    if let Some(w) = warm_up {
+        w.finish(ctx).await?;
+    }
+    Ok(time_passes(ctx, &passes, &output.0).await?.ok_or_else(|| "no valid timing".to_string()))
+}
+
 /// Binds a candidate's dispatches to the scratch buffers.
 fn bind(ctx: &GpuContext, tcx: &Cx, dispatches: &[Dispatch], inputs: &[(wgpu::Buffer, u64)], output: &(wgpu::Buffer, u64)) -> Result<Passes, String> {
-    use crate::ops::Src;
+    use crate::ops::{Dst, Src};
     let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+    let scratch_size = crate::ops::scratch_bytes(dispatches).max(16).div_ceil(16) * 16;
+    let scratch = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune scratch"), size: scratch_size, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
     let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("tessera tune params"),
         size: 256 * dispatches.len().max(1) as u64,
@@ -333,9 +428,13 @@ fn bind(ctx: &GpuContext, tcx: &Cx, dispatches: &[Dispatch], inputs: &[(wgpu::Bu
                 Src::Input(k) => inputs.get(k).map(|(b, s)| (b, *s)).ok_or_else(|| format!("tuning: dispatch reads input {k} of {}", inputs.len())),
                 Src::Const(k) => tcx.consts.get(k).map(|b| (b.as_ref(), b.size())).ok_or_else(|| "tuning: unknown constant".to_string()),
                 Src::Dummy => Ok((&dummy, 16)),
+                Src::Scratch => Ok((&scratch, scratch_size)),
             })
             .collect::<Result<_, _>>()?;
-        bound.push((&output.0, output.1));
+        bound.push(match d.out {
+            Dst::Output => (&output.0, output.1),
+            Dst::Scratch(_) => (&scratch, scratch_size),
+        });
         for (b, (buf, size)) in bound.into_iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
         }
@@ -483,30 +582,59 @@ mod tests {
     fn tiles_parse_and_print() {
         for t in GemmTile::ALL {
             assert_eq!(t.to_string().parse::<GemmTile>(), Ok(t));
+            for s in SPLITS {
+                assert_eq!(t.split(s).to_string().parse::<GemmTile>(), Ok(t.split(s)));
+            }
         }
-        assert!("3x4".parse::<GemmTile>().is_err());
-        assert!("8".parse::<GemmTile>().is_err());
+        assert_eq!("4x4k8".parse::<GemmTile>(), Ok(GemmTile { tm: 4, tn: 4, splits: 8 }));
+        assert_eq!(GemmTile::new(8, 4).split(16).to_string(), "8x4k16");
+        for bad in ["3x4", "8", "4x4k3", "4x4k", "4x4k32", "x4", "4xk2"] {
+            assert!(bad.parse::<GemmTile>().is_err(), "{bad}");
+        }
         assert_eq!("measured".parse::<TileChoice>(), Ok(TileChoice::Measured));
-        assert_eq!("4x8".parse::<TileChoice>(), Ok(TileChoice::Fixed(GemmTile { tm: 4, tn: 8 })));
+        assert_eq!("4x8".parse::<TileChoice>(), Ok(TileChoice::Fixed(GemmTile::new(4, 8))));
         assert!("fast".parse::<TileChoice>().unwrap_err().contains("heuristic"));
         assert_eq!(Tuner::new(TileChoice::Auto, true).unwrap().choice, TileChoice::Heuristic);
         assert_eq!(Tuner::new(TileChoice::Auto, false).unwrap().choice, TileChoice::Measured);
-        let bad = Tuner::new(TileChoice::Fixed(GemmTile { tm: 3, tn: 5 }), false).err().unwrap();
+        let bad = Tuner::new(TileChoice::Fixed(GemmTile::new(3, 5)), false).err().unwrap();
         assert!(bad.contains("3x5"), "{bad}");
-        assert_eq!(GemmTile { tm: 8, tn: 8 }.workgroup_bytes(), 16384);
-        for c in [TileChoice::Auto, TileChoice::Heuristic, TileChoice::Measured, TileChoice::Fixed(GemmTile { tm: 2, tn: 8 })] {
+        assert!(Tuner::new(TileChoice::Fixed(GemmTile::new(4, 4).split(3)), false).is_err());
+        assert_eq!(GemmTile::new(8, 8).workgroup_bytes(), 16384);
+        for c in [TileChoice::Auto, TileChoice::Heuristic, TileChoice::Measured, TileChoice::Fixed(GemmTile::new(2, 8)), TileChoice::Fixed(GemmTile::new(2, 8).split(4))] {
             assert_eq!(c.to_string().parse::<TileChoice>(), Ok(c));
         }
     }
 
     #[test]
+    fn slices_cover_k_without_empty_slices() {
+        for k in [1, 15, 16, 17, 100, 160, 4608, 4609] {
+            for s in SPLITS {
+                let (per, n) = GemmTile::new(4, 4).split(s).slices(k);
+                assert!(per % 16 == 0 && per > 0, "k {k} s {s}: {per}");
+                assert!(n >= 1 && n <= s as usize, "k {k} s {s}: {n}");
+                assert!(per * n >= k && per * (n - 1) < k.max(1), "k {k} s {s}: {per} x {n}");
+            }
+        }
+        assert_eq!(GemmTile::new(1, 4).split(16).slices(4608), (288, 16));
+        // 3 BK steps cannot make 4 slices.
+        assert_eq!(GemmTile::new(1, 4).split(4).slices(48), (16, 3));
+    }
+
+    #[test]
     fn candidates_skip_tiles_of_mostly_padding() {
-        // 16 channels, 49 pixels: only the smallest workgroup tiles.
-        assert_eq!(GemmTile::candidates(16, 49), vec![GemmTile { tm: 1, tn: 4 }]);
-        // Wide layers try everything.
-        assert_eq!(GemmTile::candidates(512, 3136).len(), 8);
-        // 96 channels: up to 128 rows; 200 pixels: both widths.
-        let c = GemmTile::candidates(96, 200);
-        assert!(c.contains(&GemmTile { tm: 8, tn: 8 }) && c.len() == 8);
+        // 16 channels, 49 pixels, short K: only the smallest tile.
+        assert_eq!(GemmTile::candidates(16, 49, 32, 1), vec![GemmTile::new(1, 4)]);
+        // Wide layers try every register tile and no split.
+        let wide = GemmTile::candidates(512, 50176, 576, 1);
+        assert_eq!(wide, GemmTile::ALL.to_vec());
+        // 96 channels, 200 pixels: every tile, each with K splits while
+        // slices stay >= 64 deep (K = 288: 2 and 4 ways).
+        let c = GemmTile::candidates(96, 200, 288, 1);
+        assert!(c.contains(&GemmTile::new(8, 8)) && c.contains(&GemmTile::new(8, 8).split(4)) && !c.contains(&GemmTile::new(8, 8).split(8)), "{c:?}");
+        // ResNet-50's last stage (512 x 49 pixels, K 4608): 4 row tiles,
+        // each unsplit and split 2..16 ways.
+        let late = GemmTile::candidates(512, 49, 4608, 1);
+        assert_eq!(late.len(), 20, "{late:?}");
+        assert!(late.contains(&GemmTile::new(8, 4).split(16)));
     }
 }

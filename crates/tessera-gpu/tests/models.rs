@@ -59,7 +59,7 @@ fn measured_and_wide_tiles_on_zoo_models() {
     let measured = GpuBackend::new(GpuOptions { tiles: TileChoice::Measured, ..Default::default() }).unwrap();
     model(&measured, "mobilenetv2");
     assert!(measured.tile_measurements().len() > 5);
-    let wide = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(GemmTile { tm: 8, tn: 8 }), ..Default::default() }).unwrap();
+    let wide = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(GemmTile::new(8, 8)), ..Default::default() }).unwrap();
     model(&wide, "resnet50");
 }
 

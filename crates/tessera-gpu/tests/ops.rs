@@ -97,6 +97,34 @@ fn conv_gemm_tiles_and_pointwise() {
     }
 }
 
+/// Convolution shapes: (n, c, h, w, oc, kernel, stride, pad, groups).
+type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// Runs each case as a single random conv (random weights, bias and
+/// activation) on `gpu` against the CPU.
+fn check_convs(gpu: &GpuBackend, rng: &mut Rng, label: &str, cases: &[ConvCase]) {
+    for &(n, c, h, w, oc, k, s, p, groups) in cases {
+        let conv = Conv { weight: rand_arc(rng, &[oc, c / groups, k, k], 0.2), bias: Some(rand_arc(rng, &[oc], 0.5)), stride: [s, s], pads: [p; 4], dilation: [1, 1], groups, act: activations(rng) };
+        let what = format!("{label}: conv n{n} c{c} {h}x{w} oc{oc} k{k} s{s} p{p} g{groups}");
+        assert!(run_single(gpu, Op::Conv(conv), &[&[n, c, h, w]], rng, &what));
+    }
+}
+
+/// `relu(x + conv3x3(x))` over a `[1, c, hw, hw]` input (the conv fused
+/// with the residual), checked on `gpu` against the CPU.
+fn check_residual(gpu: &GpuBackend, rng: &mut Rng, label: &str, c: usize, hw: usize) -> Graph {
+    let mut g = Graph::new("res");
+    let x = g.input("x", &[1, c, hw, hw]).unwrap();
+    let conv = Conv { weight: rand_arc(rng, &[c, c, 3, 3], 0.2), bias: Some(rand_arc(rng, &[c], 0.5)), stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Identity };
+    let y = g.add("conv", Op::Conv(conv), &[x]).unwrap();
+    let out = g.add("add", Op::Binary(BinaryOp::Add), &[x, y]).unwrap();
+    let out = g.add("relu", Op::Act(Activation::Relu), &[out]).unwrap();
+    g.set_outputs(&[out]).unwrap();
+    let xs = inputs_for(&g, rng);
+    check(gpu, &g, &xs, TOL, &format!("{label}: residual"));
+    g
+}
+
 /// Every GEMM tile shape computes the same convolutions (implicit im2col,
 /// pointwise vec4, groups, batches, ragged edges, a fused residual) and
 /// dense layers over rows as the CPU backend.
@@ -106,28 +134,31 @@ fn every_gemm_tile_matches_the_cpu() {
     let mut rng = Rng::new(17);
     for tile in GemmTile::ALL {
         let gpu = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(tile), ..Default::default() }).unwrap();
-        for &(n, c, h, w, oc, k, s, p, groups) in &[
-            (1, 16, 9, 11, 200, 3, 1, 1, 1),
-            (2, 17, 6, 10, 70, 1, 1, 0, 1),
-            (1, 24, 7, 7, 96, 1, 1, 0, 1),
-            (1, 32, 12, 12, 48, 3, 2, 1, 2),
-            (1, 8, 21, 17, 9, 5, 1, 2, 1),
-        ] {
-            let conv = Conv { weight: rand_arc(&mut rng, &[oc, c / groups, k, k], 0.2), bias: Some(rand_arc(&mut rng, &[oc], 0.5)), stride: [s, s], pads: [p; 4], dilation: [1, 1], groups, act: activations(&mut rng) };
-            let what = format!("tile {tile}: conv n{n} c{c} {h}x{w} oc{oc} k{k} s{s} p{p} g{groups}");
-            assert!(run_single(&gpu, Op::Conv(conv), &[&[n, c, h, w]], &mut rng, &what));
-        }
-        let mut g = Graph::new("res");
-        let x = g.input("x", &[1, 24, 10, 10]).unwrap();
-        let conv = Conv { weight: rand_arc(&mut rng, &[24, 24, 3, 3], 0.2), bias: None, stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Identity };
-        let y = g.add("conv", Op::Conv(conv), &[x]).unwrap();
-        let out = g.add("add", Op::Binary(BinaryOp::Add), &[x, y]).unwrap();
-        let out = g.add("relu", Op::Act(Activation::Relu), &[out]).unwrap();
-        g.set_outputs(&[out]).unwrap();
-        let xs = inputs_for(&g, &mut rng);
-        check(&gpu, &g, &xs, TOL, &format!("tile {tile}: residual"));
+        let label = format!("tile {tile}");
+        check_convs(&gpu, &mut rng, &label, &[(1, 16, 9, 11, 200, 3, 1, 1, 1), (2, 17, 6, 10, 70, 1, 1, 0, 1), (1, 24, 7, 7, 96, 1, 1, 0, 1), (1, 32, 12, 12, 48, 3, 2, 1, 2), (1, 8, 21, 17, 9, 5, 1, 2, 1)]);
+        check_residual(&gpu, &mut rng, &label, 24, 10);
         let d = Dense { weight: rand_arc(&mut rng, &[130, 37], 0.3), bias: Some(rand_arc(&mut rng, &[130], 0.3)), act: Activation::Relu };
         assert!(run_single(&gpu, Op::Dense(d), &[&[70, 37]], &mut rng, &format!("tile {tile}: dense rows")));
+    }
+}
+
+/// Split-K tiles (each K slice summed into scratch by one dispatch, the
+/// slices, bias, residual and activation added by a second) compute the
+/// same convolutions as the CPU: more slices than K steps, ragged last
+/// slices, groups, batches, a fused residual, and a 1x1 pointwise layer.
+#[test]
+fn split_k_tiles_match_the_cpu() {
+    let Some(_) = common::gpu() else { return };
+    let mut rng = Rng::new(23);
+    for tile in ["1x4k2", "4x4k16", "8x8k4", "2x8k8"] {
+        let tile: GemmTile = tile.parse().unwrap();
+        let gpu = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(tile), ..Default::default() }).unwrap();
+        let label = format!("tile {tile}");
+        check_convs(&gpu, &mut rng, &label, &[(1, 64, 7, 7, 96, 3, 1, 1, 1), (2, 40, 5, 6, 24, 3, 2, 1, 2), (1, 300, 4, 4, 20, 1, 1, 0, 1), (1, 8, 9, 9, 16, 3, 1, 0, 1)]);
+        let g = check_residual(&gpu, &mut rng, &label, 48, 6);
+        let kernels = gpu.compile_gpu(&g).unwrap().kernels();
+        assert_eq!(kernels.len(), 1, "{kernels:?}");
+        assert!(kernels[0].1.ends_with(&format!("{}x{} split+splitk", tile.tm, tile.tn)), "{kernels:?}");
     }
 }
 
@@ -150,8 +181,19 @@ fn measured_tiles_are_the_fastest_candidates_and_cached() {
     let m = gpu.tile_measurements();
     assert_eq!(m.len(), 2, "{m:?}");
     for layer in &m {
-        let candidates = GemmTile::candidates(if layer.layer.starts_with("conv [1, 96,") { 64 } else { 96 }, 256);
-        assert_eq!(layer.times.iter().map(|t| t.0).collect::<Vec<_>>(), candidates, "{layer:?}");
+        let (m, k) = if layer.layer.starts_with("conv [1, 96,") { (64, 96) } else { (96, 288) };
+        let candidates = GemmTile::candidates(m, 256, k, 1);
+        // Every register tile, then the K splits of the two fastest.
+        let measured: Vec<GemmTile> = layer.times.iter().map(|t| t.0).collect();
+        let unsplit: Vec<GemmTile> = candidates.iter().copied().filter(|t| t.splits == 1).collect();
+        assert_eq!(measured[..unsplit.len()], unsplit[..], "{layer:?}");
+        let mut ranked = layer.times[..unsplit.len()].to_vec();
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let finalists = [ranked[0].0, ranked[1].0];
+        let splits: Vec<GemmTile> = candidates.iter().copied().filter(|t| t.splits > 1 && finalists.contains(&t.split(1))).collect();
+        assert_eq!(splits.is_empty(), k < 128, "{layer:?}");
+        assert_eq!(measured[unsplit.len()..], splits[..], "{layer:?}");
+        assert_eq!(layer.chosen, layer.times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0);
         assert!(layer.times.iter().all(|t| t.1 > 0.0 && t.1.is_finite()), "{layer:?}");
         assert!(layer.failed.is_empty(), "{layer:?}");
     }
@@ -159,7 +201,9 @@ fn measured_tiles_are_the_fastest_candidates_and_cached() {
     let kernels = gpu.compile_gpu(&g).unwrap().kernels();
     for (name, layer) in [("a", &m[0]), ("b", &m[1])] {
         let (_, k) = kernels.iter().find(|(n, _)| g.node(*n).name == name).unwrap();
-        assert!(k.ends_with(&format!(" {}", layer.chosen)), "{name}: {k} vs {layer:?}");
+        let t = layer.chosen;
+        let label = if t.splits > 1 { format!(" {}x{} split+splitk", t.tm, t.tn) } else { format!(" {t}") };
+        assert!(k.ends_with(&label), "{name}: {k} vs {layer:?}");
     }
     check(&gpu, &g, &xs, TOL, "measured tiles, cached");
     assert_eq!(gpu.tile_measurements(), m);
@@ -179,7 +223,7 @@ fn measured_tiles_skip_candidates_that_cannot_run() {
     assert_eq!(m.len(), 1, "{m:?}");
     assert!(!m[0].failed.is_empty() && m[0].failed.iter().all(|(_, why)| why.contains("binding limit")), "{m:?}");
     assert!(!m[0].times.iter().any(|(t, _)| m[0].failed.iter().any(|(f, _)| f == t)));
-    assert!(GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(GemmTile { tm: 3, tn: 4 }), ..Default::default() }).is_err());
+    assert!(GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(GemmTile::new(3, 4)), ..Default::default() }).is_err());
 }
 
 /// Conv → Add(residual) → activation, fused into the conv's epilogue.

@@ -119,7 +119,7 @@ async fn the_widest_tile_on_webgpu() {
     if gpu().await.is_none() {
         return;
     }
-    let wide = GpuBackend::new_async(GpuOptions { tiles: TileChoice::Fixed(GemmTile { tm: 8, tn: 8 }), ..Default::default() }).await.unwrap();
+    let wide = GpuBackend::new_async(GpuOptions { tiles: TileChoice::Fixed(GemmTile::new(8, 8)), ..Default::default() }).await.unwrap();
     let mut rng = Rng::new(4);
     let conv = Conv { weight: arc(&mut rng, &[130, 12, 3, 3]), bias: Some(arc(&mut rng, &[130])), stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Relu };
     let (g, x) = single(Op::Conv(conv), &[&[1, 12, 10, 13]], &mut rng);
@@ -190,7 +190,9 @@ async fn tiles_are_measured_on_the_first_run() {
     for (name, layer) in [("a", &m[0]), ("b", &m[1])] {
         assert!(layer.times.len() >= 2 && layer.times.iter().all(|t| t.1 > 0.0), "{layer:?}");
         let (_, k) = kernels.iter().find(|(n, _)| g.node(*n).name == name).unwrap();
-        assert!(k.ends_with(&format!(" {}", layer.chosen)), "{name}: {k} vs {layer:?}");
+        let t = layer.chosen;
+        let label = if t.splits > 1 { format!(" {}x{} split+splitk", t.tm, t.tn) } else { format!(" {t}") };
+        assert!(k.ends_with(&label), "{name}: {k} vs {layer:?}");
         console_log!("{name}: {k}, candidates {:?}", layer.times);
     }
     // A new executable of the same shapes starts tuned.

@@ -7,7 +7,7 @@
 
 use tessera_graph::op::Conv;
 
-use super::{elems, grid_for, Cx, Dispatch, Params, Src};
+use super::{elems, grid_for, Cx, Dispatch, Dst, Params, Src};
 use crate::pipelines::{GemmB, Shader};
 use crate::tune::{self, BuildFn, GemmTile, LayerIo};
 
@@ -39,16 +39,17 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     while tm > 1 && (8 * tm as usize >= ocg || (tm > 2 && ocg.div_ceil(16 * tm as usize) * cols * g < 256)) {
         tm /= 2;
     }
-    let heuristic = GemmTile { tm, tn: 4 };
+    let heuristic = GemmTile::new(tm, 4);
     let key = format!("conv {x:?} -> {y:?} k{kh}x{kw} s{:?} d{:?} p{:?} g{g} res{}", c.stride, c.dilation, c.pads, residual as u8);
     let io = LayerIo { inputs: [x, y][..1 + residual as usize].iter().map(|s| 4 * s.iter().product::<usize>() as u64).collect(), output: 4 * (oc * npix) as u64 };
     let (conv, xs, ys) = (c.clone(), x.to_vec(), y.to_vec());
     let build: BuildFn = Box::new(move |cx, t| gemm(cx, &conv, &xs, &ys, residual, t));
-    let tile = tune::choose(cx, &key, heuristic, &GemmTile::candidates(ocg, npix), io, build)?;
+    let tile = tune::choose(cx, &key, heuristic, &GemmTile::candidates(ocg, npix, k, g), io, build)?;
     gemm(cx, c, x, y, residual, tile)
 }
 
-/// The GEMM dispatch of a convolution with tile `tile`.
+/// The GEMM dispatch of a convolution with tile `tile`, and with K split
+/// into slices, the dispatch that adds them up.
 fn gemm(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool, tile: GemmTile) -> Result<Vec<Dispatch>, String> {
     let (n, ci, h, w) = (x[0], x[1], x[2], x[3]);
     let (oc, oh, ow) = (y[1], y[2], y[3]);
@@ -91,16 +92,31 @@ fn gemm(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool, tile: G
     p.u(5, ci)?.u(6, h)?.u(7, w)?.u(8, oh)?.u(9, ow)?.u(10, c.stride[0])?.u(11, c.stride[1])?;
     p.i(12, c.pads[0] as i64)?.i(13, c.pads[1] as i64)?.u(14, icg)?.u(15, oc)?.u(16, residual as usize)?;
     p.act(17, c.act).u(20, 0)?.u(21, h * w)?.u(22, oh * ow)?;
-    let groups = [(n * oh * ow).div_ceil(bn), mp / bm, g];
+    let (kc, slices) = tile.slices(k);
+    let groups = [(n * oh * ow).div_ceil(bn), mp / bm, g * slices];
     if groups.iter().any(|&v| v > 65535) {
         return Err(format!("grid {groups:?} exceeds the per-axis workgroup limit"));
     }
-    Ok(vec![Dispatch {
-        shader: Shader::ConvGemm { b: mode, tm: tile.tm, tn: tile.tn },
-        params: p,
-        reads: vec![Src::Input(0), weights, bias, ktab, res],
-        groups: [groups[0] as u32, groups[1] as u32, groups[2] as u32],
-    }])
+    let shader = Shader::ConvGemm { b: mode, tm: tile.tm, tn: tile.tn, split: slices > 1 };
+    let grid = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
+    if slices == 1 {
+        return Ok(vec![Dispatch { out: Dst::Output, shader, params: p, reads: vec![Src::Input(0), weights, bias, ktab, res], groups: grid }]);
+    }
+    // Partial products [slice][oc][n] in the step's scratch buffer.
+    let total = elems(y)?;
+    let part = slices * total;
+    elems(&[part])?;
+    let part_bytes = 4 * part as u64;
+    if part_bytes > cx.ctx.max_binding() {
+        return Err(format!("{slices} K slices need a {:.1} MiB scratch buffer, over the storage binding limit", part_bytes as f64 / 1048576.0));
+    }
+    p.u(23, slices)?.u(24, kc)?;
+    let mut r = Params::new();
+    r.u(0, total)?.u(1, oc)?.u(2, oh * ow)?.u(3, n * oh * ow)?.u(4, slices)?.u(5, residual as usize)?.act(6, c.act);
+    Ok(vec![
+        Dispatch { out: Dst::Scratch(part_bytes), shader, params: p, reads: vec![Src::Input(0), weights, Src::Dummy, ktab, Src::Dummy], groups: grid },
+        Dispatch { out: Dst::Output, shader: Shader::SplitReduce, params: r, reads: vec![Src::Scratch, bias, res], groups: grid_for(total, 256)? },
+    ])
 }
 
 /// The direct kernel: one invocation per output element.
@@ -115,5 +131,5 @@ fn direct(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], bias: Src, res: Src) 
     p.u(9, c.stride[0])?.u(10, c.stride[1])?.u(11, c.dilation[0])?.u(12, c.dilation[1])?;
     p.i(13, c.pads[0] as i64)?.i(14, c.pads[1] as i64)?.u(15, ci / c.groups)?.u(16, oc / c.groups)?;
     p.u(17, (res != Src::Dummy) as usize)?.act(18, c.act);
-    Ok(vec![Dispatch { shader: Shader::ConvDirect, params: p, reads: vec![Src::Input(0), weights, bias, res], groups: grid_for(total, 64)? }])
+    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::ConvDirect, params: p, reads: vec![Src::Input(0), weights, bias, res], groups: grid_for(total, 64)? }])
 }

@@ -5,7 +5,7 @@
 
 use tessera_graph::Dense;
 
-use super::{elems, grid, Cx, Dispatch, Params, Src};
+use super::{elems, grid, Cx, Dispatch, Dst, Params, Src};
 use crate::pipelines::{GemmB, Shader};
 use crate::tune::{GemmTile, TileChoice};
 
@@ -45,15 +45,17 @@ pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>,
             })?;
             let mut p = Params::new();
             p.u(0, rows)?.u(1, inf)?.u(2, in4)?.u(3, hi - lo)?.u(4, outf)?.u(5, lo)?.act(6, d.act);
-            out.push(Dispatch { shader: Shader::Gemv, params: p, reads: vec![Src::Input(0), weights, bias], groups: grid(hi - lo)? });
+            out.push(Dispatch { out: Dst::Output, shader: Shader::Gemv, params: p, reads: vec![Src::Input(0), weights, bias], groups: grid(hi - lo)? });
         }
         return Ok(out);
     }
     // GEMM over rows: A = weights [Kp][Mp] per chunk of output features.
     let kp = inf.div_ceil(BK) * BK;
-    let heuristic = GemmTile { tm: if outf >= 128 { 8 } else if outf > 32 { 4 } else if outf > 16 { 2 } else { 1 }, tn: 4 };
+    let heuristic = GemmTile::new(if outf >= 128 { 8 } else if outf > 32 { 4 } else if outf > 16 { 2 } else { 1 }, 4);
+    // Dense rows never split K (the kernel's split mode writes NCHW-style
+    // partials; many-row dense layers have grids large enough anyway).
     let mut tile = match cx.ctx.tuner.choice {
-        TileChoice::Fixed(t) => t,
+        TileChoice::Fixed(t) => t.split(1),
         TileChoice::Auto | TileChoice::Heuristic | TileChoice::Measured => heuristic,
     };
     // One chunk must hold at least one tile of rows.
@@ -87,7 +89,8 @@ pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>,
             return Err(format!("grid {groups:?} exceeds the per-axis workgroup limit"));
         }
         out.push(Dispatch {
-            shader: Shader::ConvGemm { b: GemmB::Rows, tm: tile.tm, tn: tile.tn },
+            out: Dst::Output,
+            shader: Shader::ConvGemm { b: GemmB::Rows, tm: tile.tm, tn: tile.tn, split: false },
             params: p,
             reads: vec![Src::Input(0), weights, bias, Src::Dummy, Src::Dummy],
             groups: [groups[0] as u32, groups[1] as u32, 1],

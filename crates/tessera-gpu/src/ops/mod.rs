@@ -86,11 +86,26 @@ pub(crate) enum Src {
     Const(usize),
     /// A 16-byte zero buffer, for bindings a variant does not use.
     Dummy,
+    /// The step's scratch buffer (partial sums of a split-K GEMM),
+    /// written by an earlier dispatch of the same step.
+    Scratch,
 }
 
-/// One compute dispatch; it writes the step's output value.
+/// The buffer a dispatch writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dst {
+    /// The step's output value.
+    Output,
+    /// The step's scratch buffer, of at least this many bytes: a pool
+    /// slot held only while the step runs.
+    Scratch(u64),
+}
+
+/// One compute dispatch of a step.
 #[derive(Clone, Debug)]
 pub(crate) struct Dispatch {
+    /// What it writes (binding `reads + 1`).
+    pub out: Dst,
     pub shader: Shader,
     pub params: Params,
     /// Bindings `1..=reads`, in order.
@@ -115,6 +130,11 @@ pub(crate) fn grid(n: usize) -> Result<[u32; 3], String> {
 /// Workgroups of `wg` invocations covering `elems` elements.
 pub(crate) fn grid_for(elems: usize, wg: usize) -> Result<[u32; 3], String> {
     grid(elems.div_ceil(wg))
+}
+
+/// The scratch bytes a step's dispatches need (0: none).
+pub(crate) fn scratch_bytes(dispatches: &[Dispatch]) -> u64 {
+    dispatches.iter().map(|d| if let Dst::Scratch(b) = d.out { b } else { 0 }).max().unwrap_or(0)
 }
 
 /// The compile context handed to op planners: the device and the constant

@@ -12,9 +12,15 @@
 // constants; the tile of each layer is chosen by `ops::conv` (a heuristic,
 // or measured on the device: `crate::tune`).
 //
+// Split-K (template constant SPLIT): workgroup z = group * SLICES + slice
+// sums only K rows [slice * KC, slice * KC + KC) and stores the raw partial
+// product at Y[(slice * OC + oc) * N + n], a scratch buffer;
+// `splitk_reduce.wgsl` adds the slices, bias, residual and activation.
+//
 // Params: 0 M, 1 N, 2 K, 3 Mp/4, 4 Kp, 5 C, 6 H, 7 W, 8 OH, 9 OW, 10 SH,
 // 11 SW, 12 PT, 13 PL, 14 ICG, 15 OC, 16 HAS_RES, 17 ACT, 18 ACT_A,
-// 19 ACT_B, 20 M_BASE, 21 H*W, 22 OH*OW.
+// 19 ACT_B, 20 M_BASE, 21 H*W, 22 OH*OW, 23 SLICES, 24 KC (K rows per
+// slice, a multiple of BK); 23 and 24 are read only when SPLIT.
 
 const NQ: u32 = TN / 4u;
 const BN: u32 = 16u * TN;
@@ -38,7 +44,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let K = pu(2u);
     let mp4 = pu(3u);
     let kp = pu(4u);
-    let g = wid.z;
+    let slices = select(1u, pu(23u), SPLIT);
+    let g = wid.z / slices;
+    let slice = wid.z % slices;
+    let k_begin = select(0u, slice * pu(24u), SPLIT);
+    let k_end = select(K, min(K, k_begin + pu(24u)), SPLIT);
     let m0 = wid.y * BM;
     let n0 = wid.x * BN;
     let tx = lid.x;
@@ -54,7 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let wbase = g * kp * mp4 + m0 / 4u;
     let kk_load = t / 16u;
     let q_load = t % 16u;
-    for (var k0 = 0u; k0 < K; k0 += BK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         for (var e = t; e < BK * AQ; e += 256u) {
             As[e] = vec4<f32>(Wt[wbase + (k0 + e / AQ) * mp4 + e % AQ]);
         }
@@ -83,6 +93,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let aa = pf(18u);
     let ab = pf(19u);
     let mbase = pu(20u);
+    if (SPLIT) {
+        for (var i = 0u; i < TM; i++) {
+            let m = m0 + ty * TM + i;
+            if (m < M) {
+                let row = (slice * oc_total + g * M + m + mbase) * N;
+                for (var q = 0u; q < NQ; q++) {
+                    for (var j = 0u; j < 4u; j++) {
+                        let n = n0 + q * 64u + tx * 4u + j;
+                        if (n < N) {
+                            Y[row + n] = acc[i * NQ + q][j];
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (var i = 0u; i < TM; i++) {
         let m = m0 + ty * TM + i;
         if (m < M) {
