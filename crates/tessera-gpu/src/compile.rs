@@ -193,8 +193,9 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
         timed: NodeId,
         inputs: Vec<Loc>,
         out: Loc,
-        /// A slot held only while the step runs (split-K partials).
-        scratch: Option<Loc>,
+        /// Slots held only while the step runs (split-K partials,
+        /// Winograd transforms).
+        scratch: Vec<Loc>,
         dispatches: Vec<Dispatch>,
     }
     let mut steps: Vec<Step> = Vec::with_capacity(protos.len());
@@ -216,14 +217,13 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
         locs[p.out] = Some(out);
         // Taken while the step's inputs and output are held, so distinct
         // from all of them; free again for the next step.
-        let scratch = match ops::scratch_bytes(&dispatches) {
-            0 => None,
-            b => {
-                let s = slots.take(b);
-                slots.release(s);
-                Some(Loc::Slot(s))
-            }
-        };
+        // Taken while the step's inputs and output are held, so distinct
+        // from all of them and from each other; free again for the next step.
+        let scratch: Vec<usize> = ops::scratch_sizes(&dispatches).into_iter().map(|b| slots.take(b)).collect();
+        for &s in &scratch {
+            slots.release(s);
+        }
+        let scratch: Vec<Loc> = scratch.into_iter().map(Loc::Slot).collect();
         let mut released = Vec::new();
         for &i in &p.inputs {
             if let Some(Loc::Slot(s)) = locs[i]
@@ -314,18 +314,18 @@ pub(crate) fn compile(ctx: &Arc<GpuContext>, g: &Graph) -> Result<GpuExecutable,
                     Src::Input(k) => buffer_of(step.inputs[k]),
                     Src::Const(k) => (cx.consts[k].as_ref(), cx.consts[k].size()),
                     Src::Dummy => (&dummy, 16),
-                    Src::Scratch => buffer_of(step.scratch.ok_or_else(|| unsupported(g, step.timed, "a dispatch reads scratch its step does not have"))?),
+                    Src::Scratch(k) => buffer_of(*step.scratch.get(k).ok_or_else(|| unsupported(g, step.timed, "a dispatch reads scratch its step does not have"))?),
                 });
             }
             bound.push(match d.out {
                 Dst::Output => buffer_of(step.out),
-                Dst::Scratch(_) => buffer_of(step.scratch.ok_or_else(|| unsupported(g, step.timed, "a dispatch writes scratch its step does not have"))?),
+                Dst::Scratch { k, .. } => buffer_of(*step.scratch.get(k).ok_or_else(|| unsupported(g, step.timed, "a dispatch writes scratch its step does not have"))?),
             });
             for (b, (buf, size)) in bound.into_iter().enumerate() {
                 entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
             }
             let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
-            passes.push(Pass { step: si, shader: d.shader, pipeline, bind_group, groups: d.groups });
+            passes.push(Pass { step: si, label: d.label(), pipeline, bind_group, groups: d.groups });
         }
     }
     ctx.queue.write_buffer(&params, 0, &param_bytes);

@@ -13,7 +13,8 @@ use crate::device::{bounded, device_error, f32_bytes, read_back_async, GpuContex
 pub(crate) struct Pass {
     /// Index of the step (graph node) it belongs to.
     pub step: usize,
-    pub shader: crate::pipelines::Shader,
+    /// The kernel (and GEMM tile), for reports.
+    pub label: String,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
@@ -120,13 +121,12 @@ impl GpuExecutable {
             let node = self.timed[p.step];
             match out.last_mut() {
                 Some((n, label)) if *n == node => {
-                    let l = p.shader.label();
-                    if !label.split('+').any(|x| x == l) {
+                    if !label.split('+').any(|x| x == p.label) {
                         label.push('+');
-                        label.push_str(&l);
+                        label.push_str(&p.label);
                     }
                 }
-                _ => out.push((node, p.shader.label())),
+                _ => out.push((node, p.label.clone())),
             }
         }
         out

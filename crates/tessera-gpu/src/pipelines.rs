@@ -20,6 +20,8 @@ pub(crate) enum GemmB {
     Pointwise,
     /// Dense layer over many rows: `B[k, n] = X[n, k]`.
     Rows,
+    /// A row-major matrix per group (Winograd's transformed tiles).
+    Matrix,
 }
 
 /// The kernels.
@@ -32,6 +34,10 @@ pub(crate) enum Shader {
     /// Second pass of a split-K GEMM: sums the K slices' partial
     /// products, adds bias and residual, applies the activation.
     SplitReduce,
+    /// Winograd F(2×2, 3×3) input transform (`ops::winograd`).
+    WinogradInput,
+    /// Winograd F(2×2, 3×3) output transform, bias, residual, activation.
+    WinogradOutput,
     /// One invocation per output: depthwise and few channels per group.
     ConvDirect,
     /// Dense over a few rows, one workgroup per output feature.
@@ -62,18 +68,21 @@ impl Shader {
         match self {
             Shader::ConvGemm { .. } => 5,
             Shader::ConvDirect => 4,
-            Shader::Gemv | Shader::SplitReduce => 3,
+            Shader::Gemv | Shader::SplitReduce | Shader::WinogradOutput => 3,
             Shader::Unary | Shader::Binary | Shader::Gather => 2,
-            Shader::Pool | Shader::GlobalPool | Shader::Concat | Shader::Softmax { .. } | Shader::Lrn => 1,
+            Shader::Pool | Shader::GlobalPool | Shader::Concat | Shader::Softmax { .. } | Shader::Lrn | Shader::WinogradInput => 1,
         }
     }
 
-    /// A short label for reports: "gemm im2col 8x4", "direct", ...
+    /// A short label for reports: "gemm im2col 8x4 split", "direct", ...
+    /// (`ops::Dispatch::label` prints the GEMM's whole tile instead).
     pub fn label(self) -> String {
         match self {
             Shader::ConvGemm { b, tm, tn, split } => format!("gemm {} {tm}x{tn}{}", format!("{b:?}").to_lowercase(), if split { " split" } else { "" }),
             Shader::ConvDirect => "direct".into(),
             Shader::SplitReduce => "splitk".into(),
+            Shader::WinogradInput => "winograd-in".into(),
+            Shader::WinogradOutput => "winograd-out".into(),
             Shader::Softmax { .. } => "softmax".into(),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -107,6 +116,7 @@ impl Shader {
                     GemmB::Im2col => include_str!("shaders/gemm_b_im2col.wgsl"),
                     GemmB::Pointwise => include_str!("shaders/gemm_b_pointwise.wgsl"),
                     GemmB::Rows => include_str!("shaders/gemm_b_rows.wgsl"),
+                    GemmB::Matrix => include_str!("shaders/gemm_b_matrix.wgsl"),
                 });
                 s.push_str(include_str!("shaders/conv_gemm.wgsl"));
             }
@@ -120,6 +130,8 @@ impl Shader {
                 s.push_str(match other {
                     Shader::ConvDirect => include_str!("shaders/conv_direct.wgsl"),
                     Shader::SplitReduce => include_str!("shaders/splitk_reduce.wgsl"),
+                    Shader::WinogradInput => include_str!("shaders/winograd_input.wgsl"),
+                    Shader::WinogradOutput => include_str!("shaders/winograd_output.wgsl"),
                     Shader::Gemv => include_str!("shaders/gemv.wgsl"),
                     Shader::Pool => include_str!("shaders/pool.wgsl"),
                     Shader::GlobalPool => include_str!("shaders/global_pool.wgsl"),
@@ -138,10 +150,11 @@ impl Shader {
     /// Every variant the backend may use (for compile-all tests).
     pub fn all() -> Vec<Shader> {
         let mut v = Vec::new();
-        for b in [GemmB::Im2col, GemmB::Pointwise, GemmB::Rows] {
+        for b in [GemmB::Im2col, GemmB::Pointwise, GemmB::Rows, GemmB::Matrix] {
             for t in crate::tune::GemmTile::ALL {
                 for split in [false, true] {
-                    if b != GemmB::Rows || !split {
+                    // Rows never split; Matrix (Winograd) always writes raw products.
+                    if (b != GemmB::Rows || !split) && (b != GemmB::Matrix || split) {
                         v.push(Shader::ConvGemm { b, tm: t.tm, tn: t.tn, split });
                     }
                 }
@@ -150,6 +163,8 @@ impl Shader {
         v.extend([
             Shader::ConvDirect,
             Shader::SplitReduce,
+            Shader::WinogradInput,
+            Shader::WinogradOutput,
             Shader::Gemv,
             Shader::Pool,
             Shader::GlobalPool,

@@ -19,9 +19,12 @@ use std::sync::Mutex;
 use crate::device::GpuContext;
 use crate::ops::{Cx, Dispatch};
 
-/// Rows (`tm`) by columns (`tn`) of the output one invocation computes
-/// (a 16×16 workgroup covers `16·tm × 16·tn`), and the number of slices
-/// (`splits`) the reduction dimension K is cut into.
+/// How one conv layer runs on the GEMM kernel: rows (`tm`) by columns
+/// (`tn`) of the output one invocation computes (a 16×16 workgroup covers
+/// `16·tm × 16·tn`), the number of slices (`splits`) the reduction
+/// dimension K is cut into, and whether the layer runs as a Winograd
+/// F(2×2, 3×3) convolution (`ops::winograd`; 3×3 stride-1 layers only,
+/// ignored elsewhere).
 ///
 /// Split-K: a layer with few output tiles but a long K (ResNet's 7×7
 /// stages: 49 pixels × 512 channels, K = 4608) gives a big GPU a handful
@@ -37,6 +40,9 @@ pub struct GemmTile {
     pub tn: u32,
     /// K slices summed by a second dispatch: 1 (none), 2, 4, 8 or 16.
     pub splits: u32,
+    /// Winograd F(2×2, 3×3): 16 GEMMs over transformed tiles, 2.25×
+    /// fewer multiplications than the direct GEMM.
+    pub winograd: bool,
 }
 
 /// The K splits the kernel supports.
@@ -63,9 +69,14 @@ impl GemmTile {
         GemmTile::new(8, 8),
     ];
 
-    /// An unsplit `tm × tn` tile.
+    /// An unsplit direct `tm × tn` tile.
     pub const fn new(tm: u32, tn: u32) -> GemmTile {
-        GemmTile { tm, tn, splits: 1 }
+        GemmTile { tm, tn, splits: 1, winograd: false }
+    }
+
+    /// This tile for the Winograd form of the layer.
+    pub const fn winograd(self) -> GemmTile {
+        GemmTile { winograd: true, ..self }
     }
 
     /// This tile with K cut into `splits` slices.
@@ -91,7 +102,7 @@ impl GemmTile {
 
     /// Whether the kernel is compiled for this tile.
     pub fn is_valid(self) -> bool {
-        GemmTile::ALL.contains(&self.split(1)) && SPLITS.contains(&self.splits)
+        GemmTile::ALL.contains(&GemmTile::new(self.tm, self.tn)) && SPLITS.contains(&self.splits)
     }
 
     /// The K slices actually used for a reduction of `k` rows (at most
@@ -134,6 +145,9 @@ impl fmt::Display for GemmTile {
         if self.splits > 1 {
             write!(f, "k{}", self.splits)?;
         }
+        if self.winograd {
+            f.write_str("w")?;
+        }
         Ok(())
     }
 }
@@ -142,8 +156,12 @@ impl FromStr for GemmTile {
     type Err = String;
 
     fn from_str(s: &str) -> Result<GemmTile, String> {
-        let bad = || format!("bad GEMM tile '{s}': expected TMxTN[kS] with TM in 1, 2, 4, 8, TN in 4, 8 and S (K splits) in 2, 4, 8, 16 (e.g. 8x4 or 4x4k8)");
-        let (m, rest) = s.split_once('x').ok_or_else(bad)?;
+        let bad = || format!("bad GEMM tile '{s}': expected TMxTN[kS][w] with TM in 1, 2, 4, 8, TN in 4, 8, S (K splits) in 2, 4, 8, 16, w: Winograd on 3x3 layers (e.g. 8x4, 4x4k8, 8x8w)");
+        let (s2, winograd) = match s.strip_suffix('w') {
+            Some(rest) => (rest, true),
+            None => (s, false),
+        };
+        let (m, rest) = s2.split_once('x').ok_or_else(bad)?;
         let (n, k) = match rest.split_once('k') {
             Some((n, k)) => (n, Some(k)),
             None => (rest, None),
@@ -152,7 +170,7 @@ impl FromStr for GemmTile {
             Some(k) => k.trim().parse().map_err(|_| bad())?,
             None => 1,
         };
-        let t = GemmTile { tm: m.trim().parse().map_err(|_| bad())?, tn: n.trim().parse().map_err(|_| bad())?, splits };
+        let t = GemmTile { tm: m.trim().parse().map_err(|_| bad())?, tn: n.trim().parse().map_err(|_| bad())?, splits, winograd };
         t.is_valid().then_some(t).ok_or_else(bad)
     }
 }
@@ -409,8 +427,14 @@ async fn time_candidate(ctx: &GpuContext, p: &Pending, tile: GemmTile, inputs: &
 fn bind(ctx: &GpuContext, tcx: &Cx, dispatches: &[Dispatch], inputs: &[(wgpu::Buffer, u64)], output: &(wgpu::Buffer, u64)) -> Result<Passes, String> {
     use crate::ops::{Dst, Src};
     let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
-    let scratch_size = crate::ops::scratch_bytes(dispatches).max(16).div_ceil(16) * 16;
-    let scratch = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune scratch"), size: scratch_size, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+    let scratch: Vec<(wgpu::Buffer, u64)> = crate::ops::scratch_sizes(dispatches)
+        .into_iter()
+        .map(|b| {
+            let size = b.max(16).div_ceil(16) * 16;
+            (ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("tessera tune scratch"), size, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }), size)
+        })
+        .collect();
+    let scratch_of = |k: usize| scratch.get(k).map(|(b, s)| (b, *s)).ok_or_else(|| format!("tuning: dispatch uses scratch {k} of {}", scratch.len()));
     let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("tessera tune params"),
         size: 256 * dispatches.len().max(1) as u64,
@@ -428,12 +452,12 @@ fn bind(ctx: &GpuContext, tcx: &Cx, dispatches: &[Dispatch], inputs: &[(wgpu::Bu
                 Src::Input(k) => inputs.get(k).map(|(b, s)| (b, *s)).ok_or_else(|| format!("tuning: dispatch reads input {k} of {}", inputs.len())),
                 Src::Const(k) => tcx.consts.get(k).map(|b| (b.as_ref(), b.size())).ok_or_else(|| "tuning: unknown constant".to_string()),
                 Src::Dummy => Ok((&dummy, 16)),
-                Src::Scratch => Ok((&scratch, scratch_size)),
+                Src::Scratch(k) => scratch_of(k),
             })
             .collect::<Result<_, _>>()?;
         bound.push(match d.out {
             Dst::Output => (&output.0, output.1),
-            Dst::Scratch(_) => (&scratch, scratch_size),
+            Dst::Scratch { k, .. } => scratch_of(k)?,
         });
         for (b, (buf, size)) in bound.into_iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: std::num::NonZeroU64::new(size) }) });
@@ -586,9 +610,11 @@ mod tests {
                 assert_eq!(t.split(s).to_string().parse::<GemmTile>(), Ok(t.split(s)));
             }
         }
-        assert_eq!("4x4k8".parse::<GemmTile>(), Ok(GemmTile { tm: 4, tn: 4, splits: 8 }));
+        assert_eq!("4x4k8".parse::<GemmTile>(), Ok(GemmTile::new(4, 4).split(8)));
         assert_eq!(GemmTile::new(8, 4).split(16).to_string(), "8x4k16");
-        for bad in ["3x4", "8", "4x4k3", "4x4k", "4x4k32", "x4", "4xk2"] {
+        assert_eq!("8x8k2w".parse::<GemmTile>(), Ok(GemmTile::new(8, 8).split(2).winograd()));
+        assert_eq!(GemmTile::new(2, 4).winograd().to_string(), "2x4w");
+        for bad in ["3x4", "8", "4x4k3", "4x4k", "4x4k32", "x4", "4xk2", "4x4ww", "w", "4x4wk2"] {
             assert!(bad.parse::<GemmTile>().is_err(), "{bad}");
         }
         assert_eq!("measured".parse::<TileChoice>(), Ok(TileChoice::Measured));

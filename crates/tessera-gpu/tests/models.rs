@@ -51,15 +51,16 @@ fn mobilenetv2() {
     model(&gpu, "mobilenetv2");
 }
 
-/// Tiles measured on the device (what hardware GPUs use by default) and the
-/// widest tile everywhere: still the CPU's results on whole models.
+/// Tiles measured on the device (what hardware GPUs use by default), and
+/// the widest tile with K split in two everywhere, Winograd on every 3x3
+/// stride-1 layer: still the CPU's results on whole models.
 #[test]
 fn measured_and_wide_tiles_on_zoo_models() {
     let Some(_) = common::gpu() else { return };
     let measured = GpuBackend::new(GpuOptions { tiles: TileChoice::Measured, ..Default::default() }).unwrap();
     model(&measured, "mobilenetv2");
     assert!(measured.tile_measurements().len() > 5);
-    let wide = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(GemmTile::new(8, 8)), ..Default::default() }).unwrap();
+    let wide = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(GemmTile::new(8, 8).split(2).winograd()), ..Default::default() }).unwrap();
     model(&wide, "resnet50");
 }
 

@@ -113,7 +113,8 @@ async fn ops_on_webgpu() {
 }
 
 /// The widest GEMM tile (all 16 KiB of the workgroup memory WebGPU
-/// guarantees) compiles and computes a convolution right.
+/// guarantees), and Winograd with split K, compile and compute a
+/// convolution right.
 #[wasm_bindgen_test]
 async fn the_widest_tile_on_webgpu() {
     if gpu().await.is_none() {
@@ -124,6 +125,11 @@ async fn the_widest_tile_on_webgpu() {
     let conv = Conv { weight: arc(&mut rng, &[130, 12, 3, 3]), bias: Some(arc(&mut rng, &[130])), stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Relu };
     let (g, x) = single(Op::Conv(conv), &[&[1, 12, 10, 13]], &mut rng);
     check(&wide, &g, &x, "conv, 8x8 tile").await;
+    // Winograd with K split in two (three kernels and two scratch buffers).
+    let wino = GpuBackend::new_async(GpuOptions { tiles: TileChoice::Fixed("8x8k2w".parse().unwrap()), ..Default::default() }).await.unwrap();
+    let (g, x) = single(Op::Conv(Conv { weight: arc(&mut rng, &[40, 96, 3, 3]), bias: Some(arc(&mut rng, &[40])), stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Relu }), &[&[1, 96, 7, 9]], &mut rng);
+    assert_eq!(wino.compile_gpu(&g).unwrap().kernels()[0].1, "winograd-in+gemm matrix 8x8k2w+winograd-out");
+    check(&wino, &g, &x, "conv, Winograd 8x8k2w").await;
 }
 
 /// A GPU that does not finish within the timeout counts as hung: the run
@@ -191,8 +197,8 @@ async fn tiles_are_measured_on_the_first_run() {
         assert!(layer.times.len() >= 2 && layer.times.iter().all(|t| t.1 > 0.0), "{layer:?}");
         let (_, k) = kernels.iter().find(|(n, _)| g.node(*n).name == name).unwrap();
         let t = layer.chosen;
-        let label = if t.splits > 1 { format!(" {}x{} split+splitk", t.tm, t.tn) } else { format!(" {t}") };
-        assert!(k.ends_with(&label), "{name}: {k} vs {layer:?}");
+        // "gemm im2col 8x4", "gemm im2col 8x4k2+splitk", "winograd-in+gemm matrix 8x4w+winograd-out"
+        assert!(k.split('+').any(|part| part.ends_with(&format!(" {t}"))), "{name}: {k} vs {layer:?}");
         console_log!("{name}: {k}, candidates {:?}", layer.times);
     }
     // A new executable of the same shapes starts tuned.

@@ -7,7 +7,7 @@
 
 use tessera_graph::op::Conv;
 
-use super::{elems, grid_for, Cx, Dispatch, Dst, Params, Src};
+use super::{elems, grid_for, winograd, Cx, Dispatch, Dst, Params, Src};
 use crate::pipelines::{GemmB, Shader};
 use crate::tune::{self, BuildFn, GemmTile, LayerIo};
 
@@ -31,26 +31,46 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
         let res = if residual { Src::Input(1) } else { Src::Dummy };
         return direct(cx, c, x, y, bias, res);
     }
-    // The tile: rows per invocation large for wide layers, smaller when
-    // the grid would otherwise be too small to fill a GPU (or measured).
+    // The tile (or measured): Winograd where it applies and fits, rows
+    // per invocation large for wide layers, smaller when the grid would
+    // otherwise be too small to fill a GPU.
     let npix = n * oh * ow;
-    let cols = npix.div_ceil(64);
-    let mut tm = 8u32;
-    while tm > 1 && (8 * tm as usize >= ocg || (tm > 2 && ocg.div_ceil(16 * tm as usize) * cols * g < 256)) {
-        tm /= 2;
-    }
-    let heuristic = GemmTile::new(tm, 4);
+    let wino = winograd::applies(c).then(|| winograd::tiles(n, oh, ow).2);
+    let heuristic = match wino {
+        Some(t) if winograd::fits(cx, x, y, GemmTile::new(heuristic_tm(oc, t, 16), 4)) => GemmTile::new(heuristic_tm(oc, t, 16), 4).winograd(),
+        _ => GemmTile::new(heuristic_tm(ocg, npix, g), 4),
+    };
     let key = format!("conv {x:?} -> {y:?} k{kh}x{kw} s{:?} d{:?} p{:?} g{g} res{}", c.stride, c.dilation, c.pads, residual as u8);
     let io = LayerIo { inputs: [x, y][..1 + residual as usize].iter().map(|s| 4 * s.iter().product::<usize>() as u64).collect(), output: 4 * (oc * npix) as u64 };
     let (conv, xs, ys) = (c.clone(), x.to_vec(), y.to_vec());
     let build: BuildFn = Box::new(move |cx, t| gemm(cx, &conv, &xs, &ys, residual, t));
-    let tile = tune::choose(cx, &key, heuristic, &GemmTile::candidates(ocg, npix, k, g), io, build)?;
+    let mut candidates = GemmTile::candidates(ocg, npix, k, g);
+    if let Some(t) = wino {
+        candidates.extend(GemmTile::candidates(oc, t, ci, 16).into_iter().map(GemmTile::winograd).filter(|&tile| winograd::fits(cx, x, y, tile)));
+    }
+    let tile = tune::choose(cx, &key, heuristic, &candidates, io, build)?;
     gemm(cx, c, x, y, residual, tile)
 }
 
+/// Rows per invocation for `m` output channels (per group) over `n`
+/// pixels in `groups` groups: 8 for wide layers, fewer while the grid of
+/// 16·tm × 64 workgroup tiles would hold under 256 workgroups.
+fn heuristic_tm(m: usize, n: usize, groups: usize) -> u32 {
+    let cols = n.div_ceil(64);
+    let mut tm = 8u32;
+    while tm > 1 && (8 * tm as usize >= m || (tm > 2 && m.div_ceil(16 * tm as usize) * cols * groups < 256)) {
+        tm /= 2;
+    }
+    tm
+}
+
 /// The GEMM dispatch of a convolution with tile `tile`, and with K split
-/// into slices, the dispatch that adds them up.
+/// into slices, the dispatch that adds them up; or its Winograd form
+/// (where the tile asks for it, the layer allows it and its scratch fits).
 fn gemm(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool, tile: GemmTile) -> Result<Vec<Dispatch>, String> {
+    if tile.winograd && winograd::applies(c) && winograd::fits(cx, x, y, tile) {
+        return winograd::plan(cx, c, x, y, residual, tile);
+    }
     let (n, ci, h, w) = (x[0], x[1], x[2], x[3]);
     let (oc, oh, ow) = (y[1], y[2], y[3]);
     let g = c.groups;
@@ -100,7 +120,7 @@ fn gemm(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool, tile: G
     let shader = Shader::ConvGemm { b: mode, tm: tile.tm, tn: tile.tn, split: slices > 1 };
     let grid = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
     if slices == 1 {
-        return Ok(vec![Dispatch { out: Dst::Output, shader, params: p, reads: vec![Src::Input(0), weights, bias, ktab, res], groups: grid }]);
+        return Ok(vec![Dispatch { out: Dst::Output, tile: Some(tile), shader, params: p, reads: vec![Src::Input(0), weights, bias, ktab, res], groups: grid }]);
     }
     // Partial products [slice][oc][n] in the step's scratch buffer.
     let total = elems(y)?;
@@ -114,8 +134,8 @@ fn gemm(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool, tile: G
     let mut r = Params::new();
     r.u(0, total)?.u(1, oc)?.u(2, oh * ow)?.u(3, n * oh * ow)?.u(4, slices)?.u(5, residual as usize)?.act(6, c.act);
     Ok(vec![
-        Dispatch { out: Dst::Scratch(part_bytes), shader, params: p, reads: vec![Src::Input(0), weights, Src::Dummy, ktab, Src::Dummy], groups: grid },
-        Dispatch { out: Dst::Output, shader: Shader::SplitReduce, params: r, reads: vec![Src::Scratch, bias, res], groups: grid_for(total, 256)? },
+        Dispatch { out: Dst::Scratch { k: 0, bytes: part_bytes }, tile: Some(tile), shader, params: p, reads: vec![Src::Input(0), weights, Src::Dummy, ktab, Src::Dummy], groups: grid },
+        Dispatch { out: Dst::Output, tile: None, shader: Shader::SplitReduce, params: r, reads: vec![Src::Scratch(0), bias, res], groups: grid_for(total, 256)? },
     ])
 }
 
@@ -131,5 +151,5 @@ fn direct(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], bias: Src, res: Src) 
     p.u(9, c.stride[0])?.u(10, c.stride[1])?.u(11, c.dilation[0])?.u(12, c.dilation[1])?;
     p.i(13, c.pads[0] as i64)?.i(14, c.pads[1] as i64)?.u(15, ci / c.groups)?.u(16, oc / c.groups)?;
     p.u(17, (res != Src::Dummy) as usize)?.act(18, c.act);
-    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::ConvDirect, params: p, reads: vec![Src::Input(0), weights, bias, res], groups: grid_for(total, 64)? }])
+    Ok(vec![Dispatch { out: Dst::Output, tile: None, shader: Shader::ConvDirect, params: p, reads: vec![Src::Input(0), weights, bias, res], groups: grid_for(total, 64)? }])
 }

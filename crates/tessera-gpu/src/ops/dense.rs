@@ -45,7 +45,7 @@ pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>,
             })?;
             let mut p = Params::new();
             p.u(0, rows)?.u(1, inf)?.u(2, in4)?.u(3, hi - lo)?.u(4, outf)?.u(5, lo)?.act(6, d.act);
-            out.push(Dispatch { out: Dst::Output, shader: Shader::Gemv, params: p, reads: vec![Src::Input(0), weights, bias], groups: grid(hi - lo)? });
+            out.push(Dispatch { out: Dst::Output, tile: None, shader: Shader::Gemv, params: p, reads: vec![Src::Input(0), weights, bias], groups: grid(hi - lo)? });
         }
         return Ok(out);
     }
@@ -55,7 +55,7 @@ pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>,
     // Dense rows never split K (the kernel's split mode writes NCHW-style
     // partials; many-row dense layers have grids large enough anyway).
     let mut tile = match cx.ctx.tuner.choice {
-        TileChoice::Fixed(t) => t.split(1),
+        TileChoice::Fixed(t) => GemmTile::new(t.tm, t.tn),
         TileChoice::Auto | TileChoice::Heuristic | TileChoice::Measured => heuristic,
     };
     // One chunk must hold at least one tile of rows.
@@ -90,6 +90,7 @@ pub(crate) fn plan(cx: &mut Cx, d: &Dense, x: &[usize]) -> Result<Vec<Dispatch>,
         }
         out.push(Dispatch {
             out: Dst::Output,
+            tile: Some(tile),
             shader: Shader::ConvGemm { b: GemmB::Rows, tm: tile.tm, tn: tile.tn, split: false },
             params: p,
             reads: vec![Src::Input(0), weights, bias, Src::Dummy, Src::Dummy],

@@ -17,7 +17,7 @@ pub(crate) fn activation(a: Activation, x: &[usize]) -> Result<Vec<Dispatch>, St
     let total = elems(x)?;
     let mut p = Params::new();
     p.u(0, total)?.act(4, a);
-    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::Unary, params: p, reads: vec![Src::Input(0), Src::Dummy], groups: grid_for(total, 256)? }])
+    Ok(vec![Dispatch { out: Dst::Output, tile: None, shader: Shader::Unary, params: p, reads: vec![Src::Input(0), Src::Dummy], groups: grid_for(total, 256)? }])
 }
 
 /// BatchNorm as a per-channel affine map over axis 1.
@@ -30,7 +30,7 @@ pub(crate) fn batch_norm(cx: &mut Cx, bn: &BatchNorm, x: &[usize]) -> Result<Vec
     let ma = cx.f32s(&[mul, add].concat())?;
     let mut p = Params::new();
     p.u(0, total)?.u(1, 1)?.u(2, x[1])?.u(3, x[2..].iter().product::<usize>().max(1))?.act(4, Activation::Identity);
-    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::Unary, params: p, reads: vec![Src::Input(0), ma], groups: grid_for(total, 256)? }])
+    Ok(vec![Dispatch { out: Dst::Output, tile: None, shader: Shader::Unary, params: p, reads: vec![Src::Input(0), ma], groups: grid_for(total, 256)? }])
 }
 
 /// The shader's number of a binary op.
@@ -58,5 +58,5 @@ pub(crate) fn binary(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<Dispa
     for (i, (n, da, db)) in dims.iter().enumerate() {
         p.u(8 + i, *n)?.u(16 + i, *da)?.u(24 + i, *db)?;
     }
-    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::Binary, params: p, reads: vec![Src::Input(0), Src::Input(1)], groups: grid_for(total, 256)? }])
+    Ok(vec![Dispatch { out: Dst::Output, tile: None, shader: Shader::Binary, params: p, reads: vec![Src::Input(0), Src::Input(1)], groups: grid_for(total, 256)? }])
 }

@@ -33,7 +33,7 @@ fn gather(cx: &mut Cx, out: &[usize], maps: Vec<Vec<i64>>, fill: f32) -> Result<
         table.push(0);
     }
     let tab = cx.table(&table)?;
-    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::Gather, params: p, reads: vec![Src::Input(0), tab], groups: grid_for(total, 256)? }])
+    Ok(vec![Dispatch { out: Dst::Output, tile: None, shader: Shader::Gather, params: p, reads: vec![Src::Input(0), tab], groups: grid_for(total, 256)? }])
 }
 
 /// `Slice { starts, ends }` of `x`.
@@ -138,5 +138,5 @@ pub(crate) fn copy(x: &[usize]) -> Result<Vec<Dispatch>, String> {
 fn copy_into(input: usize, total: usize, run: usize, pitch: usize, offset: usize) -> Result<Dispatch, String> {
     let mut p = Params::new();
     p.u(0, total)?.u(1, run.max(1))?.u(2, pitch)?.u(3, offset)?;
-    Ok(Dispatch { out: Dst::Output, shader: Shader::Concat, params: p, reads: vec![Src::Input(input)], groups: grid_for(total, 256)? })
+    Ok(Dispatch { out: Dst::Output, tile: None, shader: Shader::Concat, params: p, reads: vec![Src::Input(input)], groups: grid_for(total, 256)? })
 }

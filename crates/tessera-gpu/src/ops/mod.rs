@@ -10,6 +10,7 @@ pub(crate) mod elementwise;
 pub(crate) mod layout;
 pub(crate) mod norm;
 pub(crate) mod pooling;
+pub(crate) mod winograd;
 
 use std::sync::Arc;
 
@@ -86,9 +87,9 @@ pub(crate) enum Src {
     Const(usize),
     /// A 16-byte zero buffer, for bindings a variant does not use.
     Dummy,
-    /// The step's scratch buffer (partial sums of a split-K GEMM),
-    /// written by an earlier dispatch of the same step.
-    Scratch,
+    /// The step's k-th scratch buffer (split-K partial sums, Winograd
+    /// transforms), written by an earlier dispatch of the same step.
+    Scratch(usize),
 }
 
 /// The buffer a dispatch writes.
@@ -96,9 +97,9 @@ pub(crate) enum Src {
 pub(crate) enum Dst {
     /// The step's output value.
     Output,
-    /// The step's scratch buffer, of at least this many bytes: a pool
-    /// slot held only while the step runs.
-    Scratch(u64),
+    /// The step's k-th scratch buffer, of at least `bytes`: a pool slot
+    /// held only while the step runs.
+    Scratch { k: usize, bytes: u64 },
 }
 
 /// One compute dispatch of a step.
@@ -106,11 +107,24 @@ pub(crate) enum Dst {
 pub(crate) struct Dispatch {
     /// What it writes (binding `reads + 1`).
     pub out: Dst,
+    /// The GEMM kernel's tile, for reports.
+    pub tile: Option<crate::tune::GemmTile>,
     pub shader: Shader,
     pub params: Params,
     /// Bindings `1..=reads`, in order.
     pub reads: Vec<Src>,
     pub groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// A short label for reports: the kernel, and for the GEMM its mode
+    /// and tile ("gemm im2col 8x4k2", "gemm matrix 4x8w").
+    pub fn label(&self) -> String {
+        match (self.shader, self.tile) {
+            (Shader::ConvGemm { b, .. }, Some(t)) => format!("gemm {} {t}", format!("{b:?}").to_lowercase()),
+            (shader, _) => shader.label(),
+        }
+    }
 }
 
 /// A 1-D grid of `n` workgroups, folded into 2-D past the per-axis limit.
@@ -132,9 +146,18 @@ pub(crate) fn grid_for(elems: usize, wg: usize) -> Result<[u32; 3], String> {
     grid(elems.div_ceil(wg))
 }
 
-/// The scratch bytes a step's dispatches need (0: none).
-pub(crate) fn scratch_bytes(dispatches: &[Dispatch]) -> u64 {
-    dispatches.iter().map(|d| if let Dst::Scratch(b) = d.out { b } else { 0 }).max().unwrap_or(0)
+/// The bytes of each scratch buffer a step's dispatches write (empty: none).
+pub(crate) fn scratch_sizes(dispatches: &[Dispatch]) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    for d in dispatches {
+        if let Dst::Scratch { k, bytes } = d.out {
+            if sizes.len() <= k {
+                sizes.resize(k + 1, 0);
+            }
+            sizes[k] = sizes[k].max(bytes);
+        }
+    }
+    sizes
 }
 
 /// The compile context handed to op planners: the device and the constant

@@ -18,7 +18,7 @@ pub(crate) fn window(p: &Pool, max: bool, x: &[usize], y: &[usize]) -> Result<Ve
     q.u(7, p.stride[0])?.u(8, p.stride[1])?.u(9, p.dilation[0])?.u(10, p.dilation[1])?;
     q.i(11, p.pads[0] as i64)?.i(12, p.pads[1] as i64)?.i(13, p.pads[2] as i64)?.i(14, p.pads[3] as i64)?;
     q.u(15, max as usize)?.u(16, p.count_include_pad as usize)?;
-    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::Pool, params: q, reads: vec![Src::Input(0)], groups: grid_for(total, 64)? }])
+    Ok(vec![Dispatch { out: Dst::Output, tile: None, shader: Shader::Pool, params: q, reads: vec![Src::Input(0)], groups: grid_for(total, 64)? }])
 }
 
 /// Global max / average over every axis from 2 on.
@@ -31,5 +31,5 @@ pub(crate) fn global(max: bool, x: &[usize]) -> Result<Vec<Dispatch>, String> {
     let len: usize = x[2..].iter().product();
     let mut q = Params::new();
     q.u(0, planes)?.u(1, len)?.u(2, max as usize)?;
-    Ok(vec![Dispatch { out: Dst::Output, shader: Shader::GlobalPool, params: q, reads: vec![Src::Input(0)], groups: grid(planes)? }])
+    Ok(vec![Dispatch { out: Dst::Output, tile: None, shader: Shader::GlobalPool, params: q, reads: vec![Src::Input(0)], groups: grid(planes)? }])
 }
