@@ -5,7 +5,8 @@
 //! also fills a large GPU on small late-stage planes). Three dispatches:
 //!
 //! 1. `winograd_input.wgsl`: V[pos][c][t] = (Bᵀ d B)[pos] per input
-//!    channel and 2×2 output tile (scratch 0);
+//!    channel and 2×2 output tile (scratch 0; rows padded to a multiple
+//!    of 4 tiles, read as vec4);
 //! 2. the conv GEMM (`GemmB::Matrix`, raw products): M[pos] = U[pos] · V[pos]
 //!    with U = G g Gᵀ, the weights transformed once at compile time
 //!    (scratch 1; K split into slices like the direct GEMM);
@@ -22,13 +23,12 @@ use tessera_graph::op::Conv;
 
 use super::{elems, grid_for, Cx, Dispatch, Dst, Params, Src};
 use crate::pipelines::{GemmB, Shader};
+use tessera_kernels::cpu::winograd::transform_filter;
+
 use crate::tune::GemmTile;
 
 /// GEMM tile depth (fixed by the shader).
 const BK: usize = 16;
-
-/// G of F(2, 3): the weight transform U = G g Gᵀ.
-const G: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
 
 /// Whether `c` can run as Winograd F(2×2, 3×3): a 3×3 kernel, stride 1,
 /// no dilation, one group.
@@ -43,11 +43,12 @@ pub(crate) fn tiles(n: usize, oh: usize, ow: usize) -> (usize, usize, usize) {
 }
 
 /// Elements of the two scratch buffers of `x -> y` with `tile`: the
-/// transformed input tiles and the (per K slice) products.
+/// transformed input tiles (rows padded to a multiple of 4 tiles, for
+/// vec4 loads) and the (per K slice) products.
 fn scratch_elems(x: &[usize], y: &[usize], tile: GemmTile) -> (usize, usize) {
     let t = tiles(x[0], y[2], y[3]).2;
     let slices = tile.slices(x[1]).1;
-    (16 * x[1] * t, slices * 16 * y[1] * t)
+    (16 * x[1] * t.next_multiple_of(4), slices * 16 * y[1] * t)
 }
 
 /// Whether `x -> y` with `tile` keeps both scratch buffers within the
@@ -57,26 +58,17 @@ pub(crate) fn fits(cx: &Cx, x: &[usize], y: &[usize], tile: GemmTile) -> bool {
     [v, m].iter().all(|&e| elems(&[e]).is_ok() && 4 * e as u64 <= cx.ctx.max_binding())
 }
 
-/// U[pos][ic][oc] = (G g Gᵀ)[pos] for every filter g, as the GEMM's A:
+/// U[pos][ic][oc] = (G g Gᵀ)[pos] for every filter g (the CPU backend's
+/// `transform_filter`), as the GEMM's A:
 /// `[16][kp][mp]`, zero-padded.
 fn transform_weights(c: &Conv, ic: usize, oc: usize, kp: usize, mp: usize) -> Vec<f32> {
     let w = c.weight.data();
     let mut u = vec![0.0f32; 16 * kp * mp];
     for o in 0..oc {
         for i in 0..ic {
-            let g = &w[(o * ic + i) * 9..][..9];
-            // G g: 4 x 3, then (G g) Gᵀ: 4 x 4.
-            let mut gg = [[0.0f32; 3]; 4];
-            for (p, row) in gg.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|k| G[p][k] * g[3 * k + j]).sum();
-                }
-            }
-            for p in 0..4 {
-                for q in 0..4 {
-                    let v: f32 = (0..3).map(|j| gg[p][j] * G[q][j]).sum();
-                    u[((4 * p + q) * kp + i) * mp + o] = v;
-                }
+            let f: &[f32; 9] = w[(o * ic + i) * 9..][..9].try_into().expect("3x3 filter");
+            for (pos, v) in transform_filter(f).into_iter().enumerate() {
+                u[(pos * kp + i) * mp + o] = v;
             }
         }
     }
@@ -100,10 +92,11 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     let bias = cx.bias(c.bias.as_ref(), oc)?;
 
     let mut pin = Params::new();
-    pin.u(0, ic * t)?.u(1, ic)?.u(2, h)?.u(3, w)?.u(4, th)?.u(5, tw)?.i(6, c.pads[0] as i64)?.i(7, c.pads[1] as i64)?.u(8, t)?;
+    let ldv = t.next_multiple_of(4);
+    pin.u(0, ic * t)?.u(1, ic)?.u(2, h)?.u(3, w)?.u(4, th)?.u(5, tw)?.i(6, c.pads[0] as i64)?.i(7, c.pads[1] as i64)?.u(8, t)?.u(9, ldv)?;
 
     let mut pg = Params::new();
-    pg.u(0, oc)?.u(1, t)?.u(2, ic)?.u(3, mp / 4)?.u(4, kp)?.u(15, 16 * oc)?.u(23, slices)?.u(24, kc)?;
+    pg.u(0, oc)?.u(1, t)?.u(2, ic)?.u(3, mp / 4)?.u(4, kp)?.u(15, 16 * oc)?.u(23, slices)?.u(24, kc)?.u(25, ldv / 4)?;
     let groups = [t.div_ceil(bn), mp / bm, 16 * slices];
     if groups.iter().any(|&v| v > 65535) {
         return Err(format!("grid {groups:?} exceeds the per-axis workgroup limit"));
@@ -124,24 +117,4 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
         },
         Dispatch { out: Dst::Output, tile: None, shader: Shader::WinogradOutput, params: pout, reads: vec![Src::Scratch(1), bias, res], groups: grid_for(oc * t, 256)? },
     ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The transforms compute a 3×3 correlation: F(2, 3) in one dimension,
-    /// y = Aᵀ [(G g) ⊙ (Bᵀ d)], against the direct sums.
-    #[test]
-    fn one_dimensional_f23_is_a_correlation() {
-        let (d, g) = ([0.3f32, -1.2, 2.5, 0.7], [0.9f32, -0.4, 1.6]);
-        let u: Vec<f32> = G.iter().map(|r| r[0] * g[0] + r[1] * g[1] + r[2] * g[2]).collect();
-        let v = [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]];
-        let m: Vec<f32> = (0..4).map(|i| u[i] * v[i]).collect();
-        let y = [m[0] + m[1] + m[2], m[1] - m[2] - m[3]];
-        let want = [d[0] * g[0] + d[1] * g[1] + d[2] * g[2], d[1] * g[0] + d[2] * g[1] + d[3] * g[2]];
-        for k in 0..2 {
-            assert!((y[k] - want[k]).abs() < 1e-5, "{y:?} vs {want:?}");
-        }
-    }
 }

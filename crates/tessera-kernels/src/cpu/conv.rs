@@ -1,5 +1,5 @@
-//! 2-D convolution, NCHW. Four strategies, chosen once at compile time,
-//! all but the last a GEMM per group with the packed weights as `A`
+//! 2-D convolution, NCHW. Five strategies, chosen once at compile time,
+//! all GEMMs but the depthwise one, most a GEMM per group with the packed weights as `A`
 //! (`M` = output channels, `N` = output pixels, `K` = `icg·kh·kw`):
 //! - pointwise (1×1, stride 1, no padding): the micro-kernel reads the
 //!   input feature map in place as `B` (`[ic, h·w]`);
@@ -14,6 +14,8 @@
 //! - im2col (where those extra columns would cost more than packing, e.g.
 //!   small maps with wide padding): `B` gathered row segment by row
 //!   segment while packing (no im2col buffer is ever materialised);
+//! - Winograd F(2×2, 3×3) for 3×3 stride-1 layers with enough channels
+//!   (`cpu::winograd`): 16 GEMMs over transformed tiles;
 //! - depthwise (one input and one output channel per group): a direct
 //!   kernel over the same phase-split padded copy, one plane at a time,
 //!   where every tap is one contiguous, vectorised `y += w · x` over the
@@ -28,6 +30,7 @@ use tessera_graph::Activation;
 
 use super::gemm::{cost_columns, gemm, BSource, Epilogue, OffsetRows, PackedA};
 use super::depthwise_flat::FlatDepthwise;
+use super::winograd::Winograd;
 use super::par::{split_range, Par, SendPtr};
 use super::simd::{multiversion, Isa};
 
@@ -228,12 +231,26 @@ impl PadBuf {
     }
 }
 
+/// Which path a GEMM convolution takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvPath {
+    /// The fastest by the rules below.
+    Auto,
+    /// Never Winograd (pointwise, padded or im2col by the rules).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Direct,
+    /// im2col for every GEMM convolution.
+    Im2col,
+}
+
 enum Strategy {
     /// One packed weight matrix per group; `offs` are the `B` row offsets
     /// of the pointwise and padded modes.
     Gemm { a: Vec<PackedA>, mode: Mode, offs: Vec<usize> },
     /// `[c][kh·kw]` weights; `flat`: the stride-1 same-width layers' path.
     Depthwise { w: Vec<f32>, flat: Option<FlatDepthwise> },
+    /// 3×3 stride-1 layers as Winograd F(2×2, 3×3) (`cpu::winograd`).
+    Winograd(Winograd),
 }
 
 /// A convolution prepared for repeated runs (weights packed once).
@@ -247,12 +264,12 @@ pub(crate) struct ConvPlan {
 impl ConvPlan {
     /// Plans `conv` for an input of shape `x` (NCHW) and output `y`.
     pub(crate) fn new(isa: Isa, conv: &Conv, x: &[usize], y: &[usize]) -> Result<ConvPlan, String> {
-        ConvPlan::with_im2col(isa, conv, x, y, false)
+        ConvPlan::with_path(isa, conv, x, y, ConvPath::Auto)
     }
 
-    /// Like `new`; `force_im2col` takes the im2col path for any conv GEMM
-    /// (benchmarks compare the paths with it).
-    pub(crate) fn with_im2col(isa: Isa, conv: &Conv, x: &[usize], y: &[usize], force_im2col: bool) -> Result<ConvPlan, String> {
+    /// Like `new`, on a forced path (benchmarks and tests compare them).
+    pub(crate) fn with_path(isa: Isa, conv: &Conv, x: &[usize], y: &[usize], path: ConvPath) -> Result<ConvPlan, String> {
+        let force_im2col = path == ConvPath::Im2col;
         let ([n, c_in, h, w], [_, c_out, oh, ow]) = match (x, y) {
             ([a, b, c, d], [e, f, g, h2]) => ([*a, *b, *c, *d], [*e, *f, *g, *h2]),
             _ => return Err(format!("expected NCHW shapes, got {x:?} -> {y:?}")),
@@ -285,6 +302,8 @@ impl ConvPlan {
         }
         let strategy = if geom.icg() == 1 && geom.ocg() == 1 {
             Strategy::Depthwise { w: wdata.to_vec(), flat: FlatDepthwise::new(&geom) }
+        } else if path == ConvPath::Auto && Winograd::worthwhile(&geom) {
+            Strategy::Winograd(Winograd::new(isa, &geom, wdata))
         } else {
             let ocg = geom.ocg();
             let a = (0..geom.groups).map(|g| PackedA::pack(isa, ocg, k, &wdata[g * ocg * k..], k)).collect();
@@ -324,6 +343,7 @@ impl ConvPlan {
             Strategy::Gemm { .. } => "gemm-im2col",
             Strategy::Depthwise { flat: Some(_), .. } => "depthwise-flat",
             Strategy::Depthwise { .. } => "depthwise",
+            Strategy::Winograd(_) => "winograd",
         }
     }
 
@@ -362,6 +382,7 @@ impl ConvPlan {
             }
             Strategy::Depthwise { w, flat: Some(f) } => f.run(isa, par, g, w, self.bias.as_deref(), residual, self.act, x, y),
             Strategy::Depthwise { w, flat: None } => depthwise(isa, par, g, w, self.bias.as_deref(), residual, self.act, x, y),
+            Strategy::Winograd(wino) => wino.run(isa, par, g, x, self.bias.as_deref(), residual, self.act, y),
         }
     }
 }

@@ -24,6 +24,7 @@ mod norm;
 pub(crate) mod par;
 mod pool;
 mod simd;
+pub mod winograd;
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use tessera_graph::tensor::strides;
 use tessera_graph::{passes, zoo, Activation, BinaryOp, Conv, Dense, Graph, GraphError, Op, Pool, Tensor};
 
 use super::*;
+use super::conv::ConvPath;
 
 // ---------- helpers ----------
 
@@ -451,6 +452,59 @@ fn conv_matches_reference_on_random_configs() {
         tested += 1;
     }
     assert_eq!(strategies.len(), 5, "every strategy exercised: {strategies:?}");
+}
+
+/// Winograd F(2x2, 3x3): random 3x3 stride-1 layers with enough channels
+/// (odd, even and tiny planes, asymmetric padding 0-2, batches, bias,
+/// activations, a fused residual, several tile blocks) equal the reference
+/// within 1e-4 of the magnitude of their products, on every ISA and with
+/// two threads; and the plan is Winograd exactly when it should be.
+#[test]
+fn winograd_convs_match_the_reference() {
+    let bes = backends();
+    let mut rng = Rng::new(31);
+    let mut used = 0;
+    for case in 0..40 {
+        let (ci, oc) = (rng.range(60, 80), rng.range(60, 80));
+        // Mostly small planes; every 8th large enough for several blocks of tiles.
+        let (h, w) = if case % 8 == 7 { (rng.range(40, 60), rng.range(40, 60)) } else { (rng.range(1, 24), rng.range(1, 24)) };
+        let pads = [rng.range(0, 2), rng.range(0, 2), rng.range(0, 2), rng.range(0, 2)];
+        let n = rng.range(1, 2);
+        let residual = case % 3 == 0;
+        let conv = Conv {
+            weight: arc(rand_tensor(&mut rng, &[oc, ci, 3, 3])),
+            bias: (rng.range(0, 1) == 1).then(|| arc(rand_tensor(&mut rng, &[oc]))),
+            stride: [1, 1],
+            pads,
+            dilation: [1, 1],
+            groups: 1,
+            act: if residual { Activation::Identity } else { ACTS[rng.range(0, ACTS.len() - 1)] },
+        };
+        let mut g = Graph::new("wino");
+        let x = g.input("x", &[n, ci, h, w]).unwrap();
+        let Ok(c) = g.add("c", Op::Conv(conv.clone()), &[x]) else { continue };
+        let yshape = g.node(c).shape.clone();
+        let mut inputs = vec![rand_tensor(&mut rng, &[n, ci, h, w])];
+        let (_, mut mag) = conv_ref_mag(&inputs[0], &conv);
+        if residual {
+            let r = g.input("r", &yshape).unwrap();
+            let s = g.add("s", Op::Binary(BinaryOp::Add), &[c, r]).unwrap();
+            let y = g.add("y", Op::Act(Activation::Relu), &[s]).unwrap();
+            g.set_outputs(&[y]).unwrap();
+            inputs.push(rand_tensor(&mut rng, &yshape));
+            mag = Tensor::new(yshape.clone(), mag.data().iter().zip(inputs[1].data()).map(|(m, r)| m + r.abs()).collect()).unwrap();
+        } else {
+            g.set_outputs(&[c]).unwrap();
+        }
+        let want = interpret(&g, &inputs).remove(0);
+        check_mag(&bes, &g, &inputs, &want, &mag, 1e-4, &format!("winograd conv {conv:?} on {:?}", inputs[0].shape()));
+        let plan = ConvPlan::new(Isa::detect(), &conv, inputs[0].shape(), &yshape).unwrap();
+        let tiles = yshape[2].div_ceil(2) * yshape[3].div_ceil(2);
+        let expect = ci >= super::winograd::MIN_CHANNELS && oc >= super::winograd::MIN_CHANNELS && tiles >= super::winograd::MIN_TILES;
+        assert_eq!(plan.strategy_name() == "winograd", expect, "{ci}->{oc} {yshape:?}: {}", plan.strategy_name());
+        used += expect as usize;
+    }
+    assert!(used >= 15, "only {used} Winograd cases");
 }
 
 #[test]
@@ -912,7 +966,8 @@ fn model_precision() {
     }
 }
 
-/// Padded / pointwise versus im2col on zoo layer shapes, interleaved, best
+/// Winograd / padded / pointwise versus im2col (and Winograd versus the
+/// direct GEMM) on zoo layer shapes, interleaved, best
 /// of many: `cargo test --release -p tessera-kernels conv_paths_speed -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -923,6 +978,11 @@ fn conv_paths_speed() {
     // (c_in, c_out, h, kernel, stride)
     for &(ci, co, h, k, s) in &[
         (64usize, 64usize, 224usize, 3usize, 1usize),
+        (64, 64, 56, 3, 1),
+        (128, 128, 28, 3, 1),
+        (16, 32, 208, 3, 1),
+        (32, 64, 104, 3, 1),
+        (256, 256, 14, 3, 1),
         (128, 128, 112, 3, 1),
         (256, 256, 56, 3, 1),
         (512, 512, 28, 3, 1),
@@ -941,8 +1001,8 @@ fn conv_paths_speed() {
         let ys = [1, co, oh, oh];
         let x = rand_tensor(&mut rng, &xs);
         let mut y = vec![0.0; numel(&ys)];
-        let plans = [ConvPlan::new(isa, &conv, &xs, &ys).unwrap(), ConvPlan::with_im2col(isa, &conv, &xs, &ys, true).unwrap()];
-        let mut best = [f64::MAX; 2];
+        let plans = [ConvPlan::new(isa, &conv, &xs, &ys).unwrap(), ConvPlan::with_path(isa, &conv, &xs, &ys, ConvPath::Im2col).unwrap(), ConvPlan::with_path(isa, &conv, &xs, &ys, ConvPath::Direct).unwrap()];
+        let mut best = [f64::MAX; 3];
         for _ in 0..7 {
             for (i, p) in plans.iter().enumerate() {
                 let t = std::time::Instant::now();
@@ -951,7 +1011,7 @@ fn conv_paths_speed() {
             }
         }
         let gf = |ms: f64| 2.0 * (co * ci * k * k * oh * oh) as f64 / ms / 1e6;
-        println!("{ci:>4}->{co:<4} {h:>3}x{h:<3} k{k} s{s}: {:<12} {:7.2} ms {:6.1} GF/s | im2col {:7.2} ms {:6.1} GF/s", plans[0].strategy_name(), best[0], gf(best[0]), best[1], gf(best[1]));
+        println!("{ci:>4}->{co:<4} {h:>3}x{h:<3} k{k} s{s}: {:<12} {:7.2} ms {:6.1} GF/s | im2col {:7.2} ms {:6.1} GF/s | {:<12} {:7.2} ms", plans[0].strategy_name(), best[0], gf(best[0]), best[1], gf(best[1]), plans[2].strategy_name(), best[2]);
     }
 }
 
