@@ -1,11 +1,12 @@
 // Winograd F(2x2, 3x3), first pass (Lavin & Gray, "Fast Algorithms for
 // Convolutional Neural Networks", 2016, section 4): each 4x4 input patch d
 // under a 2x2 output tile, per channel, becomes V = B^T d B, stored as
-// V[pos][c][t] (pos = 4 * row + column of V; t = (b * TH + ty) * TW + tx),
-// the B operand of 16 GEMMs. The patch of tile (ty, tx) starts at input
+// V[pos][c][t] (pos = 4 * row + column of V; t = (b * TH + ty) * TW + tx;
+// rows LDV >= T apart), the B operand of 16 GEMMs. The patch of tile (ty, tx) starts at input
 // row 2 ty - PT, column 2 tx - PL; outside the image it reads zeros.
 //
-// Params: 0 total (C * T), 1 C, 2 H, 3 W, 4 TH, 5 TW, 6 PT, 7 PL, 8 T.
+// Params: 0 total (C * T), 1 C, 2 H, 3 W, 4 TH, 5 TW, 6 PT, 7 PL, 8 T,
+// 9 LDV.
 
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> V: array<f32>;
@@ -53,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let v = w[r];
         let out = vec4<f32>(v.x - v.z, v.y + v.z, v.z - v.y, v.y - v.w);
         for (var q = 0u; q < 4u; q++) {
-            V[((4u * r + q) * C + c) * T + t] = out[q];
+            V[((4u * r + q) * C + c) * pu(9u) + t] = out[q];
         }
     }
 }
