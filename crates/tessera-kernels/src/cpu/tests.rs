@@ -456,7 +456,8 @@ fn conv_matches_reference_on_random_configs() {
 
 /// Winograd F(2x2, 3x3): random 3x3 stride-1 layers with enough channels
 /// (odd, even and tiny planes, asymmetric padding 0-2, batches, bias,
-/// activations, a fused residual, several tile blocks) equal the reference
+/// activations, a fused residual, several blocks of tiles, blocks spread
+/// over the threads whole) equal the reference
 /// within 1e-4 of the magnitude of their products, on every ISA and with
 /// two threads; and the plan is Winograd exactly when it should be.
 #[test]
@@ -466,8 +467,13 @@ fn winograd_convs_match_the_reference() {
     let mut used = 0;
     for case in 0..40 {
         let (ci, oc) = (rng.range(60, 80), rng.range(60, 80));
-        // Mostly small planes; every 8th large enough for several blocks of tiles.
-        let (h, w) = if case % 8 == 7 { (rng.range(40, 60), rng.range(40, 60)) } else { (rng.range(1, 24), rng.range(1, 24)) };
+        // Mostly small planes; every 8th large enough for several blocks of
+        // tiles, every 16th for enough blocks to go to the threads whole.
+        let (h, w) = match case % 16 {
+            15 => (rng.range(96, 110), rng.range(96, 110)),
+            7 => (rng.range(40, 60), rng.range(40, 60)),
+            _ => (rng.range(4, 24), rng.range(4, 24)),
+        };
         let pads = [rng.range(0, 2), rng.range(0, 2), rng.range(0, 2), rng.range(0, 2)];
         let n = rng.range(1, 2);
         let residual = case % 3 == 0;

@@ -3,9 +3,10 @@
 //! a 3×3 stride-1 layer as 16 GEMMs over transformed 4×4 input tiles, 2.25×
 //! fewer multiplications than the direct GEMM.
 //!
-//! The output is cut into 2×2 tiles, processed in blocks of tiles small
-//! enough that a block's transformed input `V` and products `M` stay in
-//! cache. Per block, three parallel phases:
+//! The output is cut into 2×2 tiles, processed in blocks of tile rows
+//! small enough that a block's transformed input `V` and products `M` stay
+//! in cache: whole blocks over the threads where there are enough, else
+//! each block in three phases spread over the threads:
 //! 1. input transform, over channels: `V[pos][c][t] = (Bᵀ d B)[pos]` for
 //!    the 4×4 patch `d` of channel `c` under tile `t` (zeros off the image);
 //! 2. 16 GEMMs, over positions: `M[pos] = U[pos] · V[pos]`, `U = G g Gᵀ`
@@ -53,8 +54,12 @@ pub(crate) const MIN_TILES: usize = 32;
 /// GEMM, 64→64 on 56×56 faster: `conv_paths_speed`).
 pub(crate) const MIN_CHANNELS: usize = 64;
 
-/// Tiles per block: at least this many (GEMM columns), whatever the width.
+/// Tiles per block: at least this many (GEMM columns), whatever the
+/// width; blocks are whole tile rows.
 const MIN_BLOCK_TILES: usize = 64;
+
+/// Blocks cut small enough for the threads keep at least this many tiles.
+const MIN_SPLIT_TILES: usize = 32;
 
 /// A convolution prepared as Winograd F(2×2, 3×3).
 pub(crate) struct Winograd {
@@ -63,8 +68,8 @@ pub(crate) struct Winograd {
     /// Tile rows and columns per image.
     th: usize,
     tw: usize,
-    /// Tiles per block.
-    block: usize,
+    /// Tile rows per block.
+    block_rows: usize,
 }
 
 thread_local! {
@@ -96,75 +101,117 @@ impl Winograd {
         let a = u.iter().map(|m| PackedA::pack(isa, oc, ic, m, ic)).collect();
         let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
         let per_tile = 16 * 4 * ic.max(oc);
-        let block = (BLOCK_BYTES / per_tile).max(MIN_BLOCK_TILES).next_multiple_of(16).min(th * tw);
-        Winograd { a, th, tw, block }
+        let tiles = (BLOCK_BYTES / per_tile).max(MIN_BLOCK_TILES);
+        let mut block_rows = tiles.div_ceil(tw).clamp(1, th);
+        // At least four blocks where they keep MIN_SPLIT_TILES tiles, so
+        // that threads can take whole blocks. The blocks never depend on
+        // the thread count: neither do the results, bit for bit.
+        let quarter = th.div_ceil(4);
+        if quarter * tw >= MIN_SPLIT_TILES {
+            block_rows = block_rows.min(quarter);
+        }
+        Winograd { a, th, tw, block_rows }
     }
 
     /// `y = act(conv(x) + bias + residual)` for every image of the batch.
+    /// Blocks of tile rows go to the threads whole (each through all three
+    /// phases in its own cache) when there are enough of them; otherwise
+    /// each block's phases are spread over the threads.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(&self, isa: Isa, par: &Par, g: &ConvGeom, x: &[f32], bias: Option<&[f32]>, residual: Option<&[f32]>, act: Activation, y: &mut [f32]) {
         let (ic, oc) = (g.c_in, g.c_out);
-        let tiles = self.th * self.tw;
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let threads = par.threads();
+        let block_rows = self.block_rows;
+        let blocks = self.th.div_ceil(block_rows);
+        let whole = threads > 1 && (blocks >= 2 * threads || (blocks >= threads && blocks % threads == 0));
+        let serial = Par::new(1).expect("one thread needs no pool");
+        for b in 0..g.batch {
+            let img = Image {
+                x: &x[b * ic * in_plane..(b + 1) * ic * in_plane],
+                y: SendPtr(y[b * oc * out_plane..(b + 1) * oc * out_plane].as_mut_ptr()),
+                residual: residual.map(|r| &r[b * oc * out_plane..(b + 1) * oc * out_plane]),
+                bias,
+                act,
+            };
+            if whole {
+                par.for_each(blocks, &|k| self.block(isa, &serial, g, &img, k * block_rows, block_rows));
+            } else {
+                for k in 0..blocks {
+                    self.block(isa, par, g, &img, k * block_rows, block_rows);
+                }
+            }
+        }
+    }
+
+    /// Tile rows `ty0 ..` (up to `block_rows` of them) of one image, on
+    /// the calling thread's buffers, each phase spread over `par`.
+    #[allow(clippy::too_many_arguments)]
+    fn block(&self, isa: Isa, par: &Par, g: &ConvGeom, img: &Image, ty0: usize, block_rows: usize) {
+        let (ic, oc, tw) = (g.c_in, g.c_out, self.tw);
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let rows = block_rows.min(self.th - ty0);
+        let (t0, n) = (ty0 * tw, rows * tw);
+        // The output rows these tiles cover.
+        let (oy0, oy1) = (2 * ty0, (2 * (ty0 + rows)).min(g.oh));
         let serial = Par::new(1).expect("one thread needs no pool");
         BLOCKS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
             let (v, m) = &mut *bufs;
             // M rows are LANES longer than a block: the output transform
             // reads whole chunks past a block's last tile (and drops them).
-            let ldm = self.block + LANES;
-            let (v_len, m_len) = (16 * ic * self.block, 16 * oc * ldm);
-            if v.len() < v_len {
-                v.resize(v_len, 0.0);
+            let ldm = n + LANES;
+            if v.len() < 16 * ic * n {
+                v.resize(16 * ic * n, 0.0);
             }
-            if m.len() < m_len {
-                m.resize(m_len, 0.0);
+            if m.len() < 16 * oc * ldm {
+                m.resize(16 * oc * ldm, 0.0);
             }
-            for b in 0..g.batch {
-                let xb = &x[b * ic * in_plane..(b + 1) * ic * in_plane];
-                let yb = SendPtr(y[b * oc * out_plane..(b + 1) * oc * out_plane].as_mut_ptr());
-                let rb = residual.map(|r| &r[b * oc * out_plane..(b + 1) * oc * out_plane]);
-                for t0 in (0..tiles).step_by(self.block) {
-                    let n = self.block.min(tiles - t0);
-                    // 1. Input transform, channels over the threads.
-                    let vp = SendPtr(v.as_mut_ptr());
-                    let chans = split_range(ic, par.threads(), 1);
-                    par.for_each(chans.len(), &|k| {
-                        let (c0, c1) = chans[k];
-                        for c in c0..c1 {
-                            // SAFETY: rows c of the 16 position blocks belong to this task; v holds 16·ic·block.
-                            let rows: [&mut [f32]; 16] = std::array::from_fn(|p| unsafe { std::slice::from_raw_parts_mut(vp.get().add((p * ic + c) * n), n) });
-                            input_tiles(isa, g, self.tw, &xb[c * in_plane..(c + 1) * in_plane], t0, rows);
-                        }
-                    });
-                    // 2. One GEMM per position, positions over the threads.
-                    let (v, mp) = (&v[..16 * ic * n], SendPtr(m.as_mut_ptr()));
-                    let offs: Vec<usize> = (0..ic).map(|c| c * n).collect();
-                    par.for_each(16, &|p| {
-                        let src = OffsetRows::new(&v[p * ic * n..(p + 1) * ic * n], &offs, n);
-                        // SAFETY: block p of m belongs to this task; m holds 16·oc·ldm.
-                        let out = unsafe { std::slice::from_raw_parts_mut(mp.get().add(p * oc * ldm), oc * ldm) };
-                        gemm(isa, &serial, &self.a[p], &src, n, out, ldm, Epilogue { bias: None, residual: None, act: Activation::Identity });
-                    });
-                    // 3. Output transform, output channels over the threads.
-                    let m = &m[..16 * oc * ldm];
-                    let outs = split_range(oc, par.threads(), 1);
-                    par.for_each(outs.len(), &|k| {
-                        let (o0, o1) = outs[k];
-                        for o in o0..o1 {
-                            // SAFETY: plane o of this image belongs to this task.
-                            let plane = unsafe { std::slice::from_raw_parts_mut(yb.get().add(o * out_plane), out_plane) };
-                            let res = rb.map(|r| &r[o * out_plane..(o + 1) * out_plane]);
-                            output_tiles(isa, g, self.tw, t0, n, &m[o * ldm..], oc * ldm, bias.map_or(0.0, |b| b[o]), res, plane);
-                            if t0 + n == tiles {
-                                apply_act(act, plane);
-                            }
-                        }
-                    });
+            // 1. Input transform, channels over the threads.
+            let vp = SendPtr(v.as_mut_ptr());
+            let chans = split_range(ic, par.threads(), 1);
+            par.for_each(chans.len(), &|k| {
+                let (c0, c1) = chans[k];
+                for c in c0..c1 {
+                    // SAFETY: rows c of the 16 position blocks belong to this task; v holds 16·ic·n.
+                    let rows: [&mut [f32]; 16] = std::array::from_fn(|p| unsafe { std::slice::from_raw_parts_mut(vp.get().add((p * ic + c) * n), n) });
+                    input_tiles(isa, g, tw, &img.x[c * in_plane..(c + 1) * in_plane], t0, rows);
                 }
-            }
+            });
+            // 2. One GEMM per position, positions over the threads.
+            let (v, mp) = (&v[..16 * ic * n], SendPtr(m.as_mut_ptr()));
+            let offs: Vec<usize> = (0..ic).map(|c| c * n).collect();
+            par.for_each(16, &|p| {
+                let src = OffsetRows::new(&v[p * ic * n..(p + 1) * ic * n], &offs, n);
+                // SAFETY: block p of m belongs to this task; m holds 16·oc·ldm.
+                let out = unsafe { std::slice::from_raw_parts_mut(mp.get().add(p * oc * ldm), oc * ldm) };
+                gemm(isa, &serial, &self.a[p], &src, n, out, ldm, Epilogue { bias: None, residual: None, act: Activation::Identity });
+            });
+            // 3. Output transform, output channels over the threads.
+            let m = &m[..16 * oc * ldm];
+            let outs = split_range(oc, par.threads(), 1);
+            par.for_each(outs.len(), &|k| {
+                let (o0, o1) = outs[k];
+                for o in o0..o1 {
+                    let at = o * out_plane + oy0 * g.ow;
+                    let len = (oy1 - oy0) * g.ow;
+                    // SAFETY: rows oy0..oy1 of plane o of this image belong to this task and block.
+                    let out = unsafe { std::slice::from_raw_parts_mut(img.y.get().add(at), len) };
+                    let res = img.residual.map(|r| &r[at..at + len]);
+                    output_tiles(isa, g, tw, t0, n, &m[o * ldm..], oc * ldm, img.bias.map_or(0.0, |b| b[o]), res, img.act, out);
+                }
+            });
         });
     }
+}
+
+/// One image of a run: its input, output, residual and epilogue.
+struct Image<'a> {
+    x: &'a [f32],
+    y: SendPtr,
+    residual: Option<&'a [f32]>,
+    bias: Option<&'a [f32]>,
+    act: Activation,
 }
 
 /// The tile rows a block of tiles `t0 .. t0 + n` covers, as (tile row,
@@ -286,16 +333,16 @@ fn output_chunk(m: &[f32], ld: usize) -> [[[f32; LANES]; 2]; 2] {
 }
 
 multiversion! {
-    /// Writes the 2×2 outputs `Aᵀ m A + bias (+ residual)` of the `n`
-    /// tiles `t0 ..` into one output `plane`; `m[pos · ld + i]` is product
-    /// `pos` of tile `t0 + i`, readable for a whole chunk past the last
-    /// tile. The activation is applied by the caller once the plane is
-    /// complete. Tile row by tile row: two output rows computed into a
-    /// buffer, then their part inside the plane stored with bias and
-    /// residual.
-    fn output_tiles(g: &ConvGeom, tw: usize, t0: usize, n: usize, m: &[f32], ld: usize, bias: f32, residual: Option<&[f32]>, plane: &mut [f32]) {
+    /// Writes the 2×2 outputs `act(Aᵀ m A + bias (+ residual))` of the `n`
+    /// tiles `t0 ..` (whole tile rows) into `out`, the output rows from
+    /// `2·(t0 / tw)` on (and `residual` the same rows of the residual);
+    /// `m[pos · ld + i]` is product `pos` of tile `t0 + i`, readable for a
+    /// whole chunk past the last tile. Tile row by tile row: two output
+    /// rows computed into a buffer, then their part inside the plane stored.
+    fn output_tiles(g: &ConvGeom, tw: usize, t0: usize, n: usize, m: &[f32], ld: usize, bias: f32, residual: Option<&[f32]>, act: Activation, out: &mut [f32]) {
         let (oh, ow) = (g.oh, g.ow);
         let pw = 2 * (tw + LANES);
+        let oy0 = 2 * (t0 / tw);
         ROWS.with(|buf| {
             let mut buf = buf.borrow_mut();
             if buf.len() < 2 * pw {
@@ -305,8 +352,8 @@ multiversion! {
                 let (o0, o1) = buf.split_at_mut(pw);
                 for tx in (a..b).step_by(LANES) {
                     let y = output_chunk(&m[i0 + tx - a..], ld);
-                    for (out, y) in [(&mut *o0, &y[0]), (&mut *o1, &y[1])] {
-                        let dst: &mut [f32; 2 * LANES] = (&mut out[2 * tx..2 * tx + 2 * LANES]).try_into().expect("row buffer covers a chunk");
+                    for (row, y) in [(&mut *o0, &y[0]), (&mut *o1, &y[1])] {
+                        let dst: &mut [f32; 2 * LANES] = (&mut row[2 * tx..2 * tx + 2 * LANES]).try_into().expect("row buffer covers a chunk");
                         for k in 0..LANES {
                             dst[2 * k] = y[0][k];
                             dst[2 * k + 1] = y[1][k];
@@ -319,14 +366,16 @@ multiversion! {
                     if oy >= oh {
                         break;
                     }
-                    let out = &mut plane[oy * ow + x0..oy * ow + x1];
+                    let at = (oy - oy0) * ow;
+                    let dst = &mut out[at + x0..at + x1];
                     match residual {
                         Some(res) => {
-                            let res = &res[oy * ow + x0..oy * ow + x1];
-                            out.iter_mut().zip(src).zip(res).for_each(|((o, &v), &q)| *o = v + bias + q);
+                            let res = &res[at + x0..at + x1];
+                            dst.iter_mut().zip(src).zip(res).for_each(|((o, &v), &q)| *o = v + bias + q);
                         }
-                        None => out.iter_mut().zip(src).for_each(|(o, &v)| *o = v + bias),
+                        None => dst.iter_mut().zip(src).for_each(|(o, &v)| *o = v + bias),
                     }
+                    apply_act(act, dst);
                 }
             }
         })
