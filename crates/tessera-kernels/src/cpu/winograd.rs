@@ -124,7 +124,7 @@ impl Winograd {
         let threads = par.threads();
         let block_rows = self.block_rows;
         let blocks = self.th.div_ceil(block_rows);
-        let whole = threads > 1 && (blocks >= 2 * threads || (blocks >= threads && blocks % threads == 0));
+        let whole = threads > 1 && (blocks >= 2 * threads || (blocks >= threads && blocks.is_multiple_of(threads)));
         let serial = Par::new(1).expect("one thread needs no pool");
         for b in 0..g.batch {
             let img = Image {
