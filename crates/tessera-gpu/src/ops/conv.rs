@@ -36,8 +36,9 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     // otherwise be too small to fill a GPU.
     let npix = n * oh * ow;
     let wino = winograd::applies(c).then(|| winograd::tiles(n, oh, ow).2);
-    let heuristic = match wino {
-        Some(t) if winograd::fits(cx, x, y, GemmTile::new(heuristic_tm(oc, t, 16), 4)) => GemmTile::new(heuristic_tm(oc, t, 16), 4).winograd(),
+    let wino_tile = wino.map(|t| GemmTile::new(heuristic_tm(oc, t, 16), 4).winograd());
+    let heuristic = match wino_tile {
+        Some(w) if winograd::fits(cx, x, y, w) => w,
         _ => GemmTile::new(heuristic_tm(ocg, npix, g), 4),
     };
     let key = format!("conv {x:?} -> {y:?} k{kh}x{kw} s{:?} d{:?} p{:?} g{g} res{}", c.stride, c.dilation, c.pads, residual as u8);
