@@ -302,8 +302,8 @@ impl ConvPlan {
         }
         let strategy = if geom.icg() == 1 && geom.ocg() == 1 {
             Strategy::Depthwise { w: wdata.to_vec(), flat: FlatDepthwise::new(&geom) }
-        } else if path == ConvPath::Auto && Winograd::worthwhile(&geom) {
-            Strategy::Winograd(Winograd::new(isa, &geom, wdata))
+        } else if let (ConvPath::Auto, Some(form)) = (path, Winograd::form(&geom)) {
+            Strategy::Winograd(Winograd::new(isa, &geom, wdata, form))
         } else {
             let ocg = geom.ocg();
             let a = (0..geom.groups).map(|g| PackedA::pack(isa, ocg, k, &wdata[g * ocg * k..], k)).collect();
@@ -343,7 +343,7 @@ impl ConvPlan {
             Strategy::Gemm { .. } => "gemm-im2col",
             Strategy::Depthwise { flat: Some(_), .. } => "depthwise-flat",
             Strategy::Depthwise { .. } => "depthwise",
-            Strategy::Winograd(_) => "winograd",
+            Strategy::Winograd(w) => w.name(),
         }
     }
 

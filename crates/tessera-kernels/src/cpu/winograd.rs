@@ -42,12 +42,66 @@ pub fn transform_filter(g: &[f32; 9]) -> [f32; 16] {
     std::array::from_fn(|pos| (0..3).map(|j| gg[pos / 4][j] * G[pos % 4][j]).sum())
 }
 
+/// G of F(4, 3) (points 0, ±1, ±2, ∞): the weight transform of F(4×4, 3×3).
+const G4: [[f32; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// `U = G g Gᵀ` of one 3×3 filter for F(4×4, 3×3), 36 values by
+/// position `6·row + column`.
+fn transform_filter4(g: &[f32; 9]) -> [f32; 36] {
+    let mut gg = [[0.0f32; 3]; 6];
+    for (p, row) in gg.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| G4[p][k] * g[3 * k + j]).sum();
+        }
+    }
+    std::array::from_fn(|pos| (0..3).map(|j| gg[pos / 6][j] * G4[pos % 6][j]).sum())
+}
+
+/// Which Winograd algorithm a layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// F(2×2, 3×3): 16 products per 2×2 outputs (2.25× fewer than direct).
+    F2,
+    /// F(4×4, 3×3): 36 products per 4×4 outputs (4× fewer than direct),
+    /// larger transforms and rounding.
+    F4,
+}
+
+impl Form {
+    /// Outputs per tile side.
+    fn m(self) -> usize {
+        match self {
+            Form::F2 => 2,
+            Form::F4 => 4,
+        }
+    }
+    /// Input patch side (m + 2).
+    fn a(self) -> usize {
+        self.m() + 2
+    }
+    /// Transformed positions per tile.
+    fn npos(self) -> usize {
+        self.a() * self.a()
+    }
+}
+
 /// Bytes of `V` (or `M`) one block of tiles aims to fit in.
 const BLOCK_BYTES: usize = 1 << 20;
 
 /// Fewer 2×2 tiles per image than this (a 7×7 plane has 16) run faster
 /// on the direct GEMM (`conv_paths_speed`).
 pub(crate) const MIN_TILES: usize = 32;
+
+/// F(4×4, 3×3) needs at least this many 4×4 tiles per image (a 28×28
+/// plane has 49); smaller planes use F(2×2, 3×3).
+pub(crate) const MIN_TILES_F4: usize = 40;
 
 /// Fewer channels on either side than this leave too little GEMM work to
 /// pay for the transforms (16→32 and 32→64 ran slower than the direct
@@ -61,9 +115,10 @@ const MIN_BLOCK_TILES: usize = 64;
 /// Blocks cut small enough for the threads keep at least this many tiles.
 const MIN_SPLIT_TILES: usize = 32;
 
-/// A convolution prepared as Winograd F(2×2, 3×3).
+/// A convolution prepared as Winograd F(2×2, 3×3) or F(4×4, 3×3).
 pub(crate) struct Winograd {
-    /// `U[pos]` (`c_out × c_in`), packed, for the 16 positions.
+    form: Form,
+    /// `U[pos]` (`c_out × c_in`), packed, for every position.
     a: Vec<PackedA>,
     /// Tile rows and columns per image.
     th: usize,
@@ -78,29 +133,52 @@ thread_local! {
 }
 
 impl Winograd {
-    /// Whether `g` can run as Winograd and is likely to gain from it: a
-    /// 3×3 stride-1 undilated single-group layer with enough channels on
-    /// both sides for the 16 GEMMs to outweigh the transforms.
-    pub(crate) fn worthwhile(g: &ConvGeom) -> bool {
-        let tiles = g.oh.div_ceil(2) * g.ow.div_ceil(2);
-        (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1) && g.c_in >= MIN_CHANNELS && g.c_out >= MIN_CHANNELS && tiles >= MIN_TILES
+    /// The form `g` should run as, if any: a 3×3 stride-1 undilated
+    /// single-group layer with enough channels on both sides for the GEMMs
+    /// to outweigh the transforms, and enough tiles.
+    pub(crate) fn form(g: &ConvGeom) -> Option<Form> {
+        let shape_ok = (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1) && g.c_in >= MIN_CHANNELS && g.c_out >= MIN_CHANNELS;
+        let tiles = |m: usize| g.oh.div_ceil(m) * g.ow.div_ceil(m);
+        if !shape_ok {
+            None
+        } else if tiles(4) >= MIN_TILES_F4 {
+            Some(Form::F4)
+        } else if tiles(2) >= MIN_TILES {
+            Some(Form::F2)
+        } else {
+            None
+        }
+    }
+
+    /// "winograd-f2" or "winograd-f4" (tests, benchmarks).
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &'static str {
+        match self.form {
+            Form::F2 => "winograd-f2",
+            Form::F4 => "winograd-f4",
+        }
     }
 
     /// Transforms and packs the weights (`[c_out][c_in][3][3]`).
-    pub(crate) fn new(isa: Isa, g: &ConvGeom, w: &[f32]) -> Winograd {
+    pub(crate) fn new(isa: Isa, g: &ConvGeom, w: &[f32], form: Form) -> Winograd {
         let (ic, oc) = (g.c_in, g.c_out);
-        let mut u = vec![vec![0.0f32; oc * ic]; 16];
+        let npos = form.npos();
+        let mut u = vec![vec![0.0f32; oc * ic]; npos];
         for o in 0..oc {
             for i in 0..ic {
                 let f: &[f32; 9] = w[(o * ic + i) * 9..][..9].try_into().expect("3x3 filter");
-                for (pos, v) in transform_filter(f).into_iter().enumerate() {
+                let t: Vec<f32> = match form {
+                    Form::F2 => transform_filter(f).to_vec(),
+                    Form::F4 => transform_filter4(f).to_vec(),
+                };
+                for (pos, v) in t.into_iter().enumerate() {
                     u[pos][o * ic + i] = v;
                 }
             }
         }
         let a = u.iter().map(|m| PackedA::pack(isa, oc, ic, m, ic)).collect();
-        let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-        let per_tile = 16 * 4 * ic.max(oc);
+        let (th, tw) = (g.oh.div_ceil(form.m()), g.ow.div_ceil(form.m()));
+        let per_tile = npos * 4 * ic.max(oc);
         let tiles = (BLOCK_BYTES / per_tile).max(MIN_BLOCK_TILES);
         let mut block_rows = tiles.div_ceil(tw).clamp(1, th);
         // At least four blocks where they keep MIN_SPLIT_TILES tiles, so
@@ -110,7 +188,7 @@ impl Winograd {
         if quarter * tw >= MIN_SPLIT_TILES {
             block_rows = block_rows.min(quarter);
         }
-        Winograd { a, th, tw, block_rows }
+        Winograd { form, a, th, tw, block_rows }
     }
 
     /// `y = act(conv(x) + bias + residual)` for every image of the batch.
@@ -148,12 +226,13 @@ impl Winograd {
     /// the calling thread's buffers, each phase spread over `par`.
     #[allow(clippy::too_many_arguments)]
     fn block(&self, isa: Isa, par: &Par, g: &ConvGeom, img: &Image, ty0: usize, block_rows: usize) {
-        let (ic, oc, tw) = (g.c_in, g.c_out, self.tw);
+        let (ic, oc, tw, form) = (g.c_in, g.c_out, self.tw, self.form);
+        let (npos, mt) = (form.npos(), form.m());
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
         let rows = block_rows.min(self.th - ty0);
         let (t0, n) = (ty0 * tw, rows * tw);
         // The output rows these tiles cover.
-        let (oy0, oy1) = (2 * ty0, (2 * (ty0 + rows)).min(g.oh));
+        let (oy0, oy1) = (mt * ty0, (mt * (ty0 + rows)).min(g.oh));
         let serial = Par::new(1).expect("one thread needs no pool");
         BLOCKS.with(|bufs| {
             let mut bufs = bufs.borrow_mut();
@@ -161,11 +240,11 @@ impl Winograd {
             // M rows are LANES longer than a block: the output transform
             // reads whole chunks past a block's last tile (and drops them).
             let ldm = n + LANES;
-            if v.len() < 16 * ic * n {
-                v.resize(16 * ic * n, 0.0);
+            if v.len() < npos * ic * n {
+                v.resize(npos * ic * n, 0.0);
             }
-            if m.len() < 16 * oc * ldm {
-                m.resize(16 * oc * ldm, 0.0);
+            if m.len() < npos * oc * ldm {
+                m.resize(npos * oc * ldm, 0.0);
             }
             // 1. Input transform, channels over the threads.
             let vp = SendPtr(v.as_mut_ptr());
@@ -173,22 +252,22 @@ impl Winograd {
             par.for_each(chans.len(), &|k| {
                 let (c0, c1) = chans[k];
                 for c in c0..c1 {
-                    // SAFETY: rows c of the 16 position blocks belong to this task; v holds 16·ic·n.
-                    let rows: [&mut [f32]; 16] = std::array::from_fn(|p| unsafe { std::slice::from_raw_parts_mut(vp.get().add((p * ic + c) * n), n) });
-                    input_tiles(isa, g, tw, &img.x[c * in_plane..(c + 1) * in_plane], t0, rows);
+                    // SAFETY: rows c of the position blocks belong to this task; v holds npos·ic·n.
+                    let mut rows: Vec<&mut [f32]> = (0..npos).map(|p| unsafe { std::slice::from_raw_parts_mut(vp.get().add((p * ic + c) * n), n) }).collect();
+                    input_tiles(isa, g, form, tw, &img.x[c * in_plane..(c + 1) * in_plane], t0, &mut rows);
                 }
             });
             // 2. One GEMM per position, positions over the threads.
-            let (v, mp) = (&v[..16 * ic * n], SendPtr(m.as_mut_ptr()));
+            let (v, mp) = (&v[..npos * ic * n], SendPtr(m.as_mut_ptr()));
             let offs: Vec<usize> = (0..ic).map(|c| c * n).collect();
-            par.for_each(16, &|p| {
+            par.for_each(npos, &|p| {
                 let src = OffsetRows::new(&v[p * ic * n..(p + 1) * ic * n], &offs, n);
-                // SAFETY: block p of m belongs to this task; m holds 16·oc·ldm.
+                // SAFETY: block p of m belongs to this task; m holds npos·oc·ldm.
                 let out = unsafe { std::slice::from_raw_parts_mut(mp.get().add(p * oc * ldm), oc * ldm) };
                 gemm(isa, &serial, &self.a[p], &src, n, out, ldm, Epilogue { bias: None, residual: None, act: Activation::Identity });
             });
             // 3. Output transform, output channels over the threads.
-            let m = &m[..16 * oc * ldm];
+            let m = &m[..npos * oc * ldm];
             let outs = split_range(oc, par.threads(), 1);
             par.for_each(outs.len(), &|k| {
                 let (o0, o1) = outs[k];
@@ -198,7 +277,7 @@ impl Winograd {
                     // SAFETY: rows oy0..oy1 of plane o of this image belong to this task and block.
                     let out = unsafe { std::slice::from_raw_parts_mut(img.y.get().add(at), len) };
                     let res = img.residual.map(|r| &r[at..at + len]);
-                    output_tiles(isa, g, tw, t0, n, &m[o * ldm..], oc * ldm, img.bias.map_or(0.0, |b| b[o]), res, img.act, out);
+                    output_tiles(isa, g, form, tw, t0, n, &m[o * ldm..], oc * ldm, img.bias.map_or(0.0, |b| b[o]), res, img.act, out);
                 }
             });
         });
@@ -259,46 +338,84 @@ fn input_chunk(d: [&[f32]; 4], j: usize) -> [[f32; LANES]; 16] {
     v
 }
 
+/// `V = Bᵀ d B` of F(4×4, 3×3) for `LANES` consecutive tiles whose 6×6
+/// patches start at column `j` of the six zero-padded input rows `d`, as
+/// `[pos][tile]`, `pos = 6·row + column`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn input_chunk4(d: [&[f32]; 6], j: usize) -> [[f32; LANES]; 36] {
+    let s: [&[f32; 4 * LANES + 2]; 6] = [0, 1, 2, 3, 4, 5].map(|r| d[r][j..j + 4 * LANES + 2].try_into().expect("padded rows cover a chunk"));
+    // Bᵀ of F(4, 3) applied to six values.
+    #[inline(always)]
+    fn bt(x: [f32; 6]) -> [f32; 6] {
+        [
+            4.0 * x[0] - 5.0 * x[2] + x[4],
+            -4.0 * x[1] - 4.0 * x[2] + x[3] + x[4],
+            4.0 * x[1] - 4.0 * x[2] - x[3] + x[4],
+            -2.0 * x[1] - x[2] + 2.0 * x[3] + x[4],
+            2.0 * x[1] - x[2] - 2.0 * x[3] + x[4],
+            4.0 * x[1] - 5.0 * x[3] + x[5],
+        ]
+    }
+    let mut v = [[0.0f32; LANES]; 36];
+    for k in 0..LANES {
+        // Columns: d_r B, per input row r; then rows: Bᵀ (d B).
+        let c: [[f32; 6]; 6] = std::array::from_fn(|r| bt(std::array::from_fn(|q| s[r][4 * k + q])));
+        for q in 0..6 {
+            let out = bt(std::array::from_fn(|r| c[r][q]));
+            for p in 0..6 {
+                v[6 * p + q][k] = out[p];
+            }
+        }
+    }
+    v
+}
+
 multiversion! {
     /// `rows[pos][i] = (Bᵀ d B)[pos]` for tiles `t0 .. t0 + rows[0].len()`
-    /// of one channel `plane` (`h × w`), `d` the 4×4 patch at
-    /// (2·ty − pad_top, 2·tx − pad_left), zero off the plane. Tile row by
-    /// tile row: its four input rows copied once into zero-padded rows
+    /// of one channel `plane` (`h × w`), `d` the `a × a` patch (a = m + 2)
+    /// at (m·ty − pad_top, m·tx − pad_left), zero off the plane. Tile row
+    /// by tile row: its `a` input rows copied once into zero-padded rows
     /// (long enough for a whole chunk past the last tile), then chunks of
     /// LANES tiles.
-    fn input_tiles(g: &ConvGeom, tw: usize, plane: &[f32], t0: usize, rows: [&mut [f32]; 16]) {
+    fn input_tiles(g: &ConvGeom, form: Form, tw: usize, plane: &[f32], t0: usize, rows: &mut [&mut [f32]]) {
         let (h, w, pt, pl) = (g.h, g.w, g.pads[0], g.pads[1]);
+        let (mt, pa) = (form.m(), form.a());
         // Padded columns 0 .. pw: input column j − pl.
-        let pw = 2 * (tw + LANES) + 2;
-        let mut rows = rows;
+        let pw = mt * (tw + LANES) + pa - mt;
         let n = rows[0].len();
         ROWS.with(|buf| {
             let mut buf = buf.borrow_mut();
-            if buf.len() < 4 * pw {
-                buf.resize(4 * pw, 0.0);
+            if buf.len() < pa * pw {
+                buf.resize(pa * pw, 0.0);
             }
             for (ty, a, b, i0) in tile_rows(tw, t0, n) {
-                for r in 0..4 {
+                for r in 0..pa {
                     let row = &mut buf[r * pw..(r + 1) * pw];
                     row.fill(0.0);
-                    let iy = (2 * ty + r).wrapping_sub(pt);
+                    let iy = (mt * ty + r).wrapping_sub(pt);
                     if iy < h {
                         let lo = pl.min(pw);
                         let len = w.min(pw - lo);
                         row[lo..lo + len].copy_from_slice(&plane[iy * w..iy * w + len]);
                     }
                 }
-                let d: [&[f32]; 4] = [&buf[..pw], &buf[pw..2 * pw], &buf[2 * pw..3 * pw], &buf[3 * pw..4 * pw]];
+                let d = |r: usize| &buf[r * pw..(r + 1) * pw];
                 for tx in (a..b).step_by(LANES) {
                     let (i, len) = (i0 + tx - a, LANES.min(b - tx));
-                    let v = input_chunk(d, 2 * tx);
-                    for (row, vals) in rows.iter_mut().zip(&v) {
-                        if len == LANES {
-                            let dst: &mut [f32; LANES] = (&mut row[i..i + LANES]).try_into().expect("LANES tiles");
-                            *dst = *vals;
-                        } else {
-                            row[i..i + len].copy_from_slice(&vals[..len]);
+                    let store = |rows: &mut [&mut [f32]], vals: &[[f32; LANES]]| {
+                        for (row, vals) in rows.iter_mut().zip(vals) {
+                            if len == LANES {
+                                let dst: &mut [f32; LANES] = (&mut row[i..i + LANES]).try_into().expect("LANES tiles");
+                                *dst = *vals;
+                            } else {
+                                row[i..i + len].copy_from_slice(&vals[..len]);
+                            }
                         }
+                    };
+                    match form {
+                        Form::F2 => store(rows, &input_chunk([d(0), d(1), d(2), d(3)], 2 * tx)),
+                        Form::F4 => store(rows, &input_chunk4([d(0), d(1), d(2), d(3), d(4), d(5)], 4 * tx)),
                     }
                 }
             }
@@ -332,40 +449,63 @@ fn output_chunk(m: &[f32], ld: usize) -> [[[f32; LANES]; 2]; 2] {
     y
 }
 
+/// `Y = Aᵀ m A` of F(4×4, 3×3) for `LANES` consecutive tiles whose 36
+/// products start at `m[pos · ld]`, as `[output row][output column][tile]`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn output_chunk4(m: &[f32], ld: usize) -> [[[f32; LANES]; 4]; 4] {
+    // Aᵀ of F(4, 3) applied to six values.
+    #[inline(always)]
+    fn at(x: [f32; 6]) -> [f32; 4] {
+        [x[0] + x[1] + x[2] + x[3] + x[4], x[1] - x[2] + 2.0 * (x[3] - x[4]), x[1] + x[2] + 4.0 * (x[3] + x[4]), x[1] - x[2] + 8.0 * (x[3] - x[4]) + x[5]]
+    }
+    let row = |p: usize| -> &[f32; LANES] { m[p * ld..p * ld + LANES].try_into().expect("products cover a chunk") };
+    let rows: [&[f32; LANES]; 36] = std::array::from_fn(row);
+    let mut y = [[[0.0f32; LANES]; 4]; 4];
+    for k in 0..LANES {
+        // Rows: Aᵀ m (4 × 6), then columns: (Aᵀ m) A (4 × 4).
+        let u: [[f32; 4]; 6] = std::array::from_fn(|q| at(std::array::from_fn(|p| rows[6 * p + q][k])));
+        for i in 0..4 {
+            let out = at(std::array::from_fn(|q| u[q][i]));
+            for j in 0..4 {
+                y[i][j][k] = out[j];
+            }
+        }
+    }
+    y
+}
+
 multiversion! {
-    /// Writes the 2×2 outputs `act(Aᵀ m A + bias (+ residual))` of the `n`
+    /// Writes the m×m outputs `act(Aᵀ M A + bias (+ residual))` of the `n`
     /// tiles `t0 ..` (whole tile rows) into `out`, the output rows from
-    /// `2·(t0 / tw)` on (and `residual` the same rows of the residual);
-    /// `m[pos · ld + i]` is product `pos` of tile `t0 + i`, readable for a
-    /// whole chunk past the last tile. Tile row by tile row: two output
+    /// `m·(t0 / tw)` on (and `residual` the same rows of the residual);
+    /// `prods[pos · ld + i]` is product `pos` of tile `t0 + i`, readable
+    /// for a whole chunk past the last tile. Tile row by tile row: m output
     /// rows computed into a buffer, then their part inside the plane stored.
-    fn output_tiles(g: &ConvGeom, tw: usize, t0: usize, n: usize, m: &[f32], ld: usize, bias: f32, residual: Option<&[f32]>, act: Activation, out: &mut [f32]) {
-        let (oh, ow) = (g.oh, g.ow);
-        let pw = 2 * (tw + LANES);
-        let oy0 = 2 * (t0 / tw);
+    fn output_tiles(g: &ConvGeom, form: Form, tw: usize, t0: usize, n: usize, prods: &[f32], ld: usize, bias: f32, residual: Option<&[f32]>, act: Activation, out: &mut [f32]) {
+        let (oh, ow, mt) = (g.oh, g.ow, form.m());
+        let pw = mt * (tw + LANES);
+        let oy0 = mt * (t0 / tw);
         ROWS.with(|buf| {
             let mut buf = buf.borrow_mut();
-            if buf.len() < 2 * pw {
-                buf.resize(2 * pw, 0.0);
+            if buf.len() < mt * pw {
+                buf.resize(mt * pw, 0.0);
             }
             for (ty, a, b, i0) in tile_rows(tw, t0, n) {
-                let (o0, o1) = buf.split_at_mut(pw);
                 for tx in (a..b).step_by(LANES) {
-                    let y = output_chunk(&m[i0 + tx - a..], ld);
-                    for (row, y) in [(&mut *o0, &y[0]), (&mut *o1, &y[1])] {
-                        let dst: &mut [f32; 2 * LANES] = (&mut row[2 * tx..2 * tx + 2 * LANES]).try_into().expect("row buffer covers a chunk");
-                        for k in 0..LANES {
-                            dst[2 * k] = y[0][k];
-                            dst[2 * k + 1] = y[1][k];
-                        }
+                    let p = &prods[i0 + tx - a..];
+                    match form {
+                        Form::F2 => interleave::<2>(&mut buf, pw, tx, &output_chunk(p, ld)),
+                        Form::F4 => interleave::<4>(&mut buf, pw, tx, &output_chunk4(p, ld)),
                     }
                 }
-                let (x0, x1) = (2 * a, (2 * b).min(ow));
-                for (r, src) in [&o0[x0..x1], &o1[x0..x1]].into_iter().enumerate() {
-                    let oy = 2 * ty + r;
+                let (x0, x1) = (mt * a, (mt * b).min(ow));
+                for r in 0..mt {
+                    let oy = mt * ty + r;
                     if oy >= oh {
                         break;
                     }
+                    let src = &buf[r * pw + x0..r * pw + x1];
                     let at = (oy - oy0) * ow;
                     let dst = &mut out[at + x0..at + x1];
                     match residual {
@@ -379,6 +519,20 @@ multiversion! {
                 }
             }
         })
+    }
+}
+
+/// Stores a chunk of `M × M` output tiles (`y[row][column][tile]`) from
+/// tile column `tx` into `M` row buffers `pw` apart.
+#[inline(always)]
+fn interleave<const M: usize>(buf: &mut [f32], pw: usize, tx: usize, y: &[[[f32; LANES]; M]; M]) {
+    for (r, yr) in y.iter().enumerate() {
+        let dst = &mut buf[r * pw + M * tx..r * pw + M * (tx + LANES)];
+        for k in 0..LANES {
+            for (c, yc) in yr.iter().enumerate() {
+                dst[M * k + c] = yc[k];
+            }
+        }
     }
 }
 
@@ -406,6 +560,29 @@ mod tests {
             for c in 0..2 {
                 let want: f32 = (0..3).flat_map(|i| (0..3).map(move |j| (i, j))).map(|(i, j)| d[r + i][c + j] * g[3 * i + j]).sum();
                 assert!((y[r][c][0] - want).abs() < 1e-5, "({r}, {c}): {} vs {want}", y[r][c][0]);
+            }
+        }
+    }
+
+    /// The same for F(4×4, 3×3): `transform_filter4`, `input_chunk4`,
+    /// `output_chunk4` on one 6×6 patch give its 4×4 correlation.
+    #[test]
+    fn one_f4_tile_is_a_correlation() {
+        let mut rng = tessera_graph::rng::Rng::new(3);
+        let d: Vec<Vec<f32>> = (0..6).map(|_| rng.fill(6, 1.0)).collect();
+        let g: [f32; 9] = rng.fill(9, 1.0).try_into().unwrap();
+        let u = transform_filter4(&g);
+        let rows: Vec<Vec<f32>> = d.iter().map(|r| r.iter().copied().chain(std::iter::repeat(0.0)).take(4 * LANES + 2).collect()).collect();
+        let v = input_chunk4([&rows[0], &rows[1], &rows[2], &rows[3], &rows[4], &rows[5]], 0);
+        let mut m = vec![0.0f32; 36 * LANES];
+        for pos in 0..36 {
+            m[pos * LANES] = u[pos] * v[pos][0];
+        }
+        let y = output_chunk4(&m, LANES);
+        for r in 0..4 {
+            for c in 0..4 {
+                let want: f32 = (0..3).flat_map(|i| (0..3).map(move |j| (i, j))).map(|(i, j)| d[r + i][c + j] * g[3 * i + j]).sum();
+                assert!((y[r][c][0] - want).abs() < 1e-4 * (1.0 + want.abs()), "({r}, {c}): {} vs {want}", y[r][c][0]);
             }
         }
     }
