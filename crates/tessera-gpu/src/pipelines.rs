@@ -34,10 +34,10 @@ pub(crate) enum Shader {
     /// Second pass of a split-K GEMM: sums the K slices' partial
     /// products, adds bias and residual, applies the activation.
     SplitReduce,
-    /// Winograd F(2×2, 3×3) input transform (`ops::winograd`).
-    WinogradInput,
-    /// Winograd F(2×2, 3×3) output transform, bias, residual, activation.
-    WinogradOutput,
+    /// Winograd F(m×m, 3×3) input transform (`ops::winograd`), m = 2 or 4.
+    WinogradInput { m: u32 },
+    /// Winograd F(m×m, 3×3) output transform, bias, residual, activation.
+    WinogradOutput { m: u32 },
     /// One invocation per output: depthwise and few channels per group.
     ConvDirect,
     /// Dense over a few rows, one workgroup per output feature.
@@ -68,9 +68,9 @@ impl Shader {
         match self {
             Shader::ConvGemm { .. } => 5,
             Shader::ConvDirect => 4,
-            Shader::Gemv | Shader::SplitReduce | Shader::WinogradOutput => 3,
+            Shader::Gemv | Shader::SplitReduce | Shader::WinogradOutput { .. } => 3,
             Shader::Unary | Shader::Binary | Shader::Gather => 2,
-            Shader::Pool | Shader::GlobalPool | Shader::Concat | Shader::Softmax { .. } | Shader::Lrn | Shader::WinogradInput => 1,
+            Shader::Pool | Shader::GlobalPool | Shader::Concat | Shader::Softmax { .. } | Shader::Lrn | Shader::WinogradInput { .. } => 1,
         }
     }
 
@@ -81,8 +81,10 @@ impl Shader {
             Shader::ConvGemm { b, tm, tn, split } => format!("gemm {} {tm}x{tn}{}", format!("{b:?}").to_lowercase(), if split { " split" } else { "" }),
             Shader::ConvDirect => "direct".into(),
             Shader::SplitReduce => "splitk".into(),
-            Shader::WinogradInput => "winograd-in".into(),
-            Shader::WinogradOutput => "winograd-out".into(),
+            Shader::WinogradInput { m: 2 } => "winograd-in".into(),
+            Shader::WinogradOutput { m: 2 } => "winograd-out".into(),
+            Shader::WinogradInput { m } => format!("winograd{m}-in"),
+            Shader::WinogradOutput { m } => format!("winograd{m}-out"),
             Shader::Softmax { .. } => "softmax".into(),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -130,8 +132,10 @@ impl Shader {
                 s.push_str(match other {
                     Shader::ConvDirect => include_str!("shaders/conv_direct.wgsl"),
                     Shader::SplitReduce => include_str!("shaders/splitk_reduce.wgsl"),
-                    Shader::WinogradInput => include_str!("shaders/winograd_input.wgsl"),
-                    Shader::WinogradOutput => include_str!("shaders/winograd_output.wgsl"),
+                    Shader::WinogradInput { m: 2 } => include_str!("shaders/winograd_input.wgsl"),
+                    Shader::WinogradOutput { m: 2 } => include_str!("shaders/winograd_output.wgsl"),
+                    Shader::WinogradInput { .. } => include_str!("shaders/winograd4_input.wgsl"),
+                    Shader::WinogradOutput { .. } => include_str!("shaders/winograd4_output.wgsl"),
                     Shader::Gemv => include_str!("shaders/gemv.wgsl"),
                     Shader::Pool => include_str!("shaders/pool.wgsl"),
                     Shader::GlobalPool => include_str!("shaders/global_pool.wgsl"),
@@ -163,8 +167,10 @@ impl Shader {
         v.extend([
             Shader::ConvDirect,
             Shader::SplitReduce,
-            Shader::WinogradInput,
-            Shader::WinogradOutput,
+            Shader::WinogradInput { m: 2 },
+            Shader::WinogradOutput { m: 2 },
+            Shader::WinogradInput { m: 4 },
+            Shader::WinogradOutput { m: 4 },
             Shader::Gemv,
             Shader::Pool,
             Shader::GlobalPool,

@@ -23,8 +23,8 @@ use crate::ops::{Cx, Dispatch};
 /// (`tn`) of the output one invocation computes (a 16×16 workgroup covers
 /// `16·tm × 16·tn`), the number of slices (`splits`) the reduction
 /// dimension K is cut into, and whether the layer runs as a Winograd
-/// F(2×2, 3×3) convolution (`ops::winograd`; 3×3 stride-1 layers only,
-/// ignored elsewhere).
+/// F(2×2, 3×3) or F(4×4, 3×3) convolution (`ops::winograd`; 3×3 stride-1
+/// layers only, ignored elsewhere).
 ///
 /// Split-K: a layer with few output tiles but a long K (ResNet's 7×7
 /// stages: 49 pixels × 512 channels, K = 4608) gives a big GPU a handful
@@ -40,9 +40,9 @@ pub struct GemmTile {
     pub tn: u32,
     /// K slices summed by a second dispatch: 1 (none), 2, 4, 8 or 16.
     pub splits: u32,
-    /// Winograd F(2×2, 3×3): 16 GEMMs over transformed tiles, 2.25×
-    /// fewer multiplications than the direct GEMM.
-    pub winograd: bool,
+    /// Winograd output tile side: 0 (direct), 2 (F(2×2, 3×3): 16 GEMMs,
+    /// 2.25× fewer multiplications) or 4 (F(4×4, 3×3): 36 GEMMs, 4×).
+    pub winograd: u32,
 }
 
 /// The K splits the kernel supports.
@@ -71,12 +71,17 @@ impl GemmTile {
 
     /// An unsplit direct `tm × tn` tile.
     pub const fn new(tm: u32, tn: u32) -> GemmTile {
-        GemmTile { tm, tn, splits: 1, winograd: false }
+        GemmTile { tm, tn, splits: 1, winograd: 0 }
     }
 
-    /// This tile for the Winograd form of the layer.
+    /// This tile for the Winograd F(2×2, 3×3) form of the layer.
     pub const fn winograd(self) -> GemmTile {
-        GemmTile { winograd: true, ..self }
+        GemmTile { winograd: 2, ..self }
+    }
+
+    /// This tile for the Winograd F(4×4, 3×3) form of the layer.
+    pub const fn winograd4(self) -> GemmTile {
+        GemmTile { winograd: 4, ..self }
     }
 
     /// This tile with K cut into `splits` slices.
@@ -102,7 +107,7 @@ impl GemmTile {
 
     /// Whether the kernel is compiled for this tile.
     pub fn is_valid(self) -> bool {
-        GemmTile::ALL.contains(&GemmTile::new(self.tm, self.tn)) && SPLITS.contains(&self.splits)
+        GemmTile::ALL.contains(&GemmTile::new(self.tm, self.tn)) && SPLITS.contains(&self.splits) && [0, 2, 4].contains(&self.winograd)
     }
 
     /// The K slices actually used for a reduction of `k` rows (at most
@@ -145,8 +150,10 @@ impl fmt::Display for GemmTile {
         if self.splits > 1 {
             write!(f, "k{}", self.splits)?;
         }
-        if self.winograd {
-            f.write_str("w")?;
+        match self.winograd {
+            0 => {}
+            2 => f.write_str("w")?,
+            m => write!(f, "w{m}")?,
         }
         Ok(())
     }
@@ -156,10 +163,13 @@ impl FromStr for GemmTile {
     type Err = String;
 
     fn from_str(s: &str) -> Result<GemmTile, String> {
-        let bad = || format!("bad GEMM tile '{s}': expected TMxTN[kS][w] with TM in 1, 2, 4, 8, TN in 4, 8, S (K splits) in 2, 4, 8, 16, w: Winograd on 3x3 layers (e.g. 8x4, 4x4k8, 8x8w)");
-        let (s2, winograd) = match s.strip_suffix('w') {
-            Some(rest) => (rest, true),
-            None => (s, false),
+        let bad = || format!("bad GEMM tile '{s}': expected TMxTN[kS][w|w4] with TM in 1, 2, 4, 8, TN in 4, 8, S (K splits) in 2, 4, 8, 16, w / w4: Winograd F(2x2, 3x3) / F(4x4, 3x3) on 3x3 layers (e.g. 8x4, 4x4k8, 8x8w, 8x8w4)");
+        let (s2, winograd) = if let Some(rest) = s.strip_suffix("w4") {
+            (rest, 4)
+        } else if let Some(rest) = s.strip_suffix('w') {
+            (rest, 2)
+        } else {
+            (s, 0)
         };
         let (m, rest) = s2.split_once('x').ok_or_else(bad)?;
         let (n, k) = match rest.split_once('k') {
@@ -607,14 +617,18 @@ mod tests {
         for t in GemmTile::ALL {
             assert_eq!(t.to_string().parse::<GemmTile>(), Ok(t));
             for s in SPLITS {
-                assert_eq!(t.split(s).to_string().parse::<GemmTile>(), Ok(t.split(s)));
+                for w in [t.split(s), t.split(s).winograd(), t.split(s).winograd4()] {
+                    assert_eq!(w.to_string().parse::<GemmTile>(), Ok(w));
+                }
             }
         }
         assert_eq!("4x4k8".parse::<GemmTile>(), Ok(GemmTile::new(4, 4).split(8)));
         assert_eq!(GemmTile::new(8, 4).split(16).to_string(), "8x4k16");
         assert_eq!("8x8k2w".parse::<GemmTile>(), Ok(GemmTile::new(8, 8).split(2).winograd()));
         assert_eq!(GemmTile::new(2, 4).winograd().to_string(), "2x4w");
-        for bad in ["3x4", "8", "4x4k3", "4x4k", "4x4k32", "x4", "4xk2", "4x4ww", "w", "4x4wk2"] {
+        assert_eq!("4x8k4w4".parse::<GemmTile>(), Ok(GemmTile::new(4, 8).split(4).winograd4()));
+        assert_eq!(GemmTile::new(1, 4).winograd4().to_string(), "1x4w4");
+        for bad in ["3x4", "8", "4x4k3", "4x4k", "4x4k32", "x4", "4xk2", "4x4ww", "w", "4x4wk2", "4x4w3", "4x4w4w"] {
             assert!(bad.parse::<GemmTile>().is_err(), "{bad}");
         }
         assert_eq!("measured".parse::<TileChoice>(), Ok(TileChoice::Measured));

@@ -162,7 +162,7 @@ fn split_k_tiles_match_the_cpu() {
     }
 }
 
-/// Winograd F(2x2, 3x3) tiles compute the same 3x3 stride-1 convolutions
+/// Winograd F(2x2, 3x3) and F(4x4, 3x3) tiles compute the same 3x3 stride-1 convolutions
 /// as the CPU (odd and even planes, padding 0 to 2, batches, K slices, a
 /// fused residual); layers it does not apply to (stride 2, groups, 1x1)
 /// run the direct GEMM under the same fixed tile.
@@ -170,7 +170,7 @@ fn split_k_tiles_match_the_cpu() {
 fn winograd_tiles_match_the_cpu() {
     let Some(_) = common::gpu() else { return };
     let mut rng = Rng::new(29);
-    for tile in ["4x4w", "8x8k4w", "1x8k2w", "2x4w"] {
+    for tile in ["4x4w", "8x8k4w", "1x8k2w", "2x4w", "4x4w4", "8x8k2w4", "1x4w4"] {
         let tile: GemmTile = tile.parse().unwrap();
         let gpu = GpuBackend::new(GpuOptions { tiles: TileChoice::Fixed(tile), ..Default::default() }).unwrap();
         let label = format!("tile {tile}");
@@ -178,7 +178,8 @@ fn winograd_tiles_match_the_cpu() {
         let g = check_residual(&gpu, &mut rng, &label, 48, 6);
         let kernels = gpu.compile_gpu(&g).unwrap().kernels();
         assert_eq!(kernels.len(), 1, "{kernels:?}");
-        assert_eq!(kernels[0].1, format!("winograd-in+gemm matrix {tile}+winograd-out"), "{kernels:?}");
+        let m = if tile.winograd == 4 { "4" } else { "" };
+        assert_eq!(kernels[0].1, format!("winograd{m}-in+gemm matrix {tile}+winograd{m}-out"), "{kernels:?}");
     }
 }
 
@@ -207,6 +208,7 @@ fn measured_tiles_are_the_fastest_candidates_and_cached() {
         if !pointwise {
             // The 3x3 layer: its Winograd form too (8 x 8 tiles of 2 x 2, 32 input channels).
             candidates.extend(GemmTile::candidates(96, 64, 32, 16).into_iter().map(GemmTile::winograd));
+            candidates.extend(GemmTile::candidates(96, 16, 32, 36).into_iter().map(GemmTile::winograd4));
         }
         // Every register tile, then the K splits of the two fastest.
         let measured: Vec<GemmTile> = layer.times.iter().map(|t| t.0).collect();

@@ -130,6 +130,9 @@ async fn the_widest_tile_on_webgpu() {
     let (g, x) = single(Op::Conv(Conv { weight: arc(&mut rng, &[40, 96, 3, 3]), bias: Some(arc(&mut rng, &[40])), stride: [1, 1], pads: [1; 4], dilation: [1, 1], groups: 1, act: Activation::Relu }), &[&[1, 96, 7, 9]], &mut rng);
     assert_eq!(wino.compile_gpu(&g).unwrap().kernels()[0].1, "winograd-in+gemm matrix 8x8k2w+winograd-out");
     check(&wino, &g, &x, "conv, Winograd 8x8k2w").await;
+    let wino4 = GpuBackend::new_async(GpuOptions { tiles: TileChoice::Fixed("4x4k2w4".parse().unwrap()), ..Default::default() }).await.unwrap();
+    assert_eq!(wino4.compile_gpu(&g).unwrap().kernels()[0].1, "winograd4-in+gemm matrix 4x4k2w4+winograd4-out");
+    check(&wino4, &g, &x, "conv, Winograd 4x4k2w4").await;
 }
 
 /// A GPU that does not finish within the timeout counts as hung: the run

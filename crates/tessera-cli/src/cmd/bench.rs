@@ -38,9 +38,9 @@ pub struct Args {
     no_reference: bool,
     /// GPU only: how each layer's GEMM tile is chosen: `measured` (the
     /// default: every candidate timed on the device at compile time, the
-    /// fastest kept), `heuristic`, or one tile `TMxTN[kS][w]` for every
-    /// layer (e.g. `8x4`; `4x4k8`: K split into 8 slices; `8x4w`:
-    /// Winograd on 3x3 stride-1 layers).
+    /// fastest kept), `heuristic`, or one tile `TMxTN[kS][w|w4]` for every
+    /// layer (e.g. `8x4`; `4x4k8`: K split into 8 slices; `8x4w` / `8x4w4`:
+    /// Winograd F(2x2, 3x3) / F(4x4, 3x3) on 3x3 stride-1 layers).
     #[arg(long)]
     tiles: Option<tessera_gpu::TileChoice>,
 }

@@ -14,6 +14,10 @@ use crate::tune::{self, BuildFn, GemmTile, LayerIo};
 /// GEMM tile depth (fixed by the shader).
 const BK: usize = 16;
 
+/// The heuristic runs F(4×4, 3×3) on planes of at least this many 4×4
+/// tiles (the CPU backend's threshold), F(2×2, 3×3) on smaller ones.
+const WINOGRAD4_MIN_TILES: usize = 40;
+
 /// Plans a convolution of input `x` into `y`; `residual`: the step's second
 /// input is added before the activation.
 pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool) -> Result<Vec<Dispatch>, String> {
@@ -35,10 +39,12 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     // per invocation large for wide layers, smaller when the grid would
     // otherwise be too small to fill a GPU.
     let npix = n * oh * ow;
-    let wino = winograd::applies(c).then(|| winograd::tiles(n, oh, ow).2);
-    let wino_tile = wino.map(|t| GemmTile::new(heuristic_tm(oc, t, 16), 4).winograd());
-    let heuristic = match wino_tile {
-        Some(w) if winograd::fits(cx, x, y, w) => w,
+    let wino = winograd::applies(c);
+    let (t2, t4) = (winograd::tiles(n, oh, ow, 2).2, winograd::tiles(n, oh, ow, 4).2);
+    // F(4×4) on planes of enough 4×4 tiles (as the CPU backend), else F(2×2).
+    let wino_tile = if t4 >= WINOGRAD4_MIN_TILES { GemmTile::new(heuristic_tm(oc, t4, 36), 4).winograd4() } else { GemmTile::new(heuristic_tm(oc, t2, 16), 4).winograd() };
+    let heuristic = match wino {
+        true if winograd::fits(cx, x, y, wino_tile) => wino_tile,
         _ => GemmTile::new(heuristic_tm(ocg, npix, g), 4),
     };
     let key = format!("conv {x:?} -> {y:?} k{kh}x{kw} s{:?} d{:?} p{:?} g{g} res{}", c.stride, c.dilation, c.pads, residual as u8);
@@ -46,8 +52,9 @@ pub(crate) fn plan(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bo
     let (conv, xs, ys) = (c.clone(), x.to_vec(), y.to_vec());
     let build: BuildFn = Box::new(move |cx, t| gemm(cx, &conv, &xs, &ys, residual, t));
     let mut candidates = GemmTile::candidates(ocg, npix, k, g);
-    if let Some(t) = wino {
-        candidates.extend(GemmTile::candidates(oc, t, ci, 16).into_iter().map(GemmTile::winograd).filter(|&tile| winograd::fits(cx, x, y, tile)));
+    if wino {
+        candidates.extend(GemmTile::candidates(oc, t2, ci, 16).into_iter().map(GemmTile::winograd).filter(|&tile| winograd::fits(cx, x, y, tile)));
+        candidates.extend(GemmTile::candidates(oc, t4, ci, 36).into_iter().map(GemmTile::winograd4).filter(|&tile| winograd::fits(cx, x, y, tile)));
     }
     let tile = tune::choose(cx, &key, heuristic, &candidates, io, build)?;
     gemm(cx, c, x, y, residual, tile)
@@ -69,7 +76,7 @@ fn heuristic_tm(m: usize, n: usize, groups: usize) -> u32 {
 /// into slices, the dispatch that adds them up; or its Winograd form
 /// (where the tile asks for it, the layer allows it and its scratch fits).
 fn gemm(cx: &mut Cx, c: &Conv, x: &[usize], y: &[usize], residual: bool, tile: GemmTile) -> Result<Vec<Dispatch>, String> {
-    if tile.winograd && winograd::applies(c) && winograd::fits(cx, x, y, tile) {
+    if tile.winograd > 0 && winograd::applies(c) && winograd::fits(cx, x, y, tile) {
         return winograd::plan(cx, c, x, y, residual, tile);
     }
     let (n, ci, h, w) = (x[0], x[1], x[2], x[3]);

@@ -53,8 +53,8 @@ const G4: [[f32; 3]; 6] = [
 ];
 
 /// `U = G g Gᵀ` of one 3×3 filter for F(4×4, 3×3), 36 values by
-/// position `6·row + column`.
-fn transform_filter4(g: &[f32; 9]) -> [f32; 36] {
+/// position `6·row + column`; shared with the GPU backend.
+pub fn transform_filter4(g: &[f32; 9]) -> [f32; 36] {
     let mut gg = [[0.0f32; 3]; 6];
     for (p, row) in gg.iter_mut().enumerate() {
         for (j, v) in row.iter_mut().enumerate() {
