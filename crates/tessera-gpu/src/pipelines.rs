@@ -122,6 +122,14 @@ impl Shader {
                 });
                 s.push_str(include_str!("shaders/conv_gemm.wgsl"));
             }
+            Shader::WinogradInput { m } | Shader::WinogradOutput { m } => {
+                s.push_str(&format!("const M: u32 = {m}u;\n"));
+                s.push_str(PRELUDE);
+                s.push_str(match self {
+                    Shader::WinogradInput { .. } => include_str!("shaders/winograd_input.wgsl"),
+                    _ => include_str!("shaders/winograd_output.wgsl"),
+                });
+            }
             Shader::Softmax { rows } => {
                 s.push_str(&format!("const ROWS: u32 = {}u;\n", rows as u32));
                 s.push_str(PRELUDE);
@@ -132,10 +140,6 @@ impl Shader {
                 s.push_str(match other {
                     Shader::ConvDirect => include_str!("shaders/conv_direct.wgsl"),
                     Shader::SplitReduce => include_str!("shaders/splitk_reduce.wgsl"),
-                    Shader::WinogradInput { m: 2 } => include_str!("shaders/winograd_input.wgsl"),
-                    Shader::WinogradOutput { m: 2 } => include_str!("shaders/winograd_output.wgsl"),
-                    Shader::WinogradInput { .. } => include_str!("shaders/winograd4_input.wgsl"),
-                    Shader::WinogradOutput { .. } => include_str!("shaders/winograd4_output.wgsl"),
                     Shader::Gemv => include_str!("shaders/gemv.wgsl"),
                     Shader::Pool => include_str!("shaders/pool.wgsl"),
                     Shader::GlobalPool => include_str!("shaders/global_pool.wgsl"),
@@ -144,7 +148,7 @@ impl Shader {
                     Shader::Gather => include_str!("shaders/gather.wgsl"),
                     Shader::Concat => include_str!("shaders/concat.wgsl"),
                     Shader::Lrn => include_str!("shaders/lrn.wgsl"),
-                    Shader::ConvGemm { .. } | Shader::Softmax { .. } => unreachable!(),
+                    Shader::ConvGemm { .. } | Shader::Softmax { .. } | Shader::WinogradInput { .. } | Shader::WinogradOutput { .. } => unreachable!(),
                 });
             }
         }

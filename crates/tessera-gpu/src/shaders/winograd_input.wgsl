@@ -1,19 +1,33 @@
-// Winograd F(2x2, 3x3), first pass (Lavin & Gray, "Fast Algorithms for
-// Convolutional Neural Networks", 2016, section 4): each 4x4 input patch d
-// under a 2x2 output tile, per channel, becomes V = B^T d B, stored as
-// V[pos][c][t] (pos = 4 * row + column of V; t = (b * TH + ty) * TW + tx;
-// rows LDV >= T apart), the B operand of 16 GEMMs. The patch of tile (ty, tx) starts at input
-// row 2 ty - PT, column 2 tx - PL; outside the image it reads zeros.
+// Winograd F(MxM, 3x3), first pass (Lavin & Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016, section 4), M = 2 or 4 (template
+// constant; A = M + 2): each AxA input patch d under an MxM output tile,
+// per channel, becomes V = B^T d B, stored as V[pos][c][t] (pos = A * row +
+// column; t = (b * TH + ty) * TW + tx; rows LDV >= T apart), the B operand
+// of A*A GEMMs. The patch of tile (ty, tx) starts at input row M ty - PT,
+// column M tx - PL; outside the image it reads zeros.
 //
 // Params: 0 total (C * T), 1 C, 2 H, 3 W, 4 TH, 5 TW, 6 PT, 7 PL, 8 T,
 // 9 LDV.
 
+const A: u32 = M + 2u;
+
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> V: array<f32>;
 
-// B^T applied to the four rows (or, on a row vector, its columns) of d.
-fn bt(d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>) -> array<vec4<f32>, 4> {
-    return array<vec4<f32>, 4>(d0 - d2, d1 + d2, d2 - d1, d1 - d3);
+// B^T applied to A values (the first A of x).
+fn bt(x: array<f32, 6>) -> array<f32, 6> {
+    if (M == 2u) {
+        return array<f32, 6>(x[0] - x[2], x[1] + x[2], x[2] - x[1], x[1] - x[3], 0.0, 0.0);
+    }
+    // F(4, 3), points 0, +-1, +-2, infinity.
+    return array<f32, 6>(
+        4.0 * x[0] - 5.0 * x[2] + x[4],
+        -4.0 * x[1] - 4.0 * x[2] + x[3] + x[4],
+        4.0 * x[1] - 4.0 * x[2] - x[3] + x[4],
+        -2.0 * x[1] - x[2] + 2.0 * x[3] + x[4],
+        2.0 * x[1] - x[2] - 2.0 * x[3] + x[4],
+        4.0 * x[1] - 5.0 * x[3] + x[5],
+    );
 }
 
 @compute @workgroup_size(256)
@@ -31,30 +45,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let c = i / T;
     let t = i % T;
     let b = t / (TH * TW);
-    let y0 = i32(2u * ((t / TW) % TH)) - pi(6u);
-    let x0 = i32(2u * (t % TW)) - pi(7u);
+    let y0 = i32(M * ((t / TW) % TH)) - pi(6u);
+    let x0 = i32(M * (t % TW)) - pi(7u);
     let base = i32((b * C + c) * u32(H) * u32(W));
-    var d: array<vec4<f32>, 4>;
-    for (var r = 0; r < 4; r++) {
+    // Rows: d_r B, one input row at a time.
+    var rows: array<array<f32, 6>, 6>;
+    for (var r = 0; r < i32(A); r++) {
+        var d = array<f32, 6>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
         let iy = y0 + r;
-        var row = vec4<f32>(0.0);
         if (iy >= 0 && iy < H) {
-            for (var q = 0; q < 4; q++) {
+            for (var q = 0; q < i32(A); q++) {
                 let ix = x0 + q;
                 if (ix >= 0 && ix < W) {
-                    row[q] = X[base + iy * W + ix];
+                    d[q] = X[base + iy * W + ix];
                 }
             }
         }
-        d[r] = row;
+        rows[r] = bt(d);
     }
-    // Rows: B^T d; then columns: (B^T d) B, one row vector at a time.
-    let w = bt(d[0], d[1], d[2], d[3]);
-    for (var r = 0u; r < 4u; r++) {
-        let v = w[r];
-        let out = vec4<f32>(v.x - v.z, v.y + v.z, v.z - v.y, v.y - v.w);
-        for (var q = 0u; q < 4u; q++) {
-            V[((4u * r + q) * C + c) * pu(9u) + t] = out[q];
+    // Columns: B^T (d B).
+    let ldv = pu(9u);
+    for (var q = 0u; q < A; q++) {
+        let col = bt(array<f32, 6>(rows[0][q], rows[1][q], rows[2][q], rows[3][q], rows[4][q], rows[5][q]));
+        for (var p = 0u; p < A; p++) {
+            V[((A * p + q) * C + c) * ldv + t] = col[p];
         }
     }
 }
