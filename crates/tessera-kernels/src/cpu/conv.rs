@@ -14,13 +14,11 @@
 //! - im2col (where those extra columns would cost more than packing, e.g.
 //!   small maps with wide padding): `B` gathered row segment by row
 //!   segment while packing (no im2col buffer is ever materialised);
-//! - Winograd F(2×2, 3×3) for 3×3 stride-1 layers with enough channels
-//!   (`cpu::winograd`): 16 GEMMs over transformed tiles;
+//! - Winograd F(2×2, 3×3) / F(4×4, 3×3) for 3×3 stride-1 layers with enough
+//!   channels (`cpu::winograd`): 16 / 36 GEMMs over transformed tiles;
 //! - depthwise (one input and one output channel per group): a direct
-//!   kernel over the same phase-split padded copy, one plane at a time,
-//!   where every tap is one contiguous, vectorised `y += w · x` over the
-//!   whole plane; stride-1 layers that keep the width (most) skip the
-//!   padded copy altogether (`depthwise_flat`).
+//!   kernel over the same phase-split padded copy, one plane at a time, in
+//!   register blocks of output rows × columns (`cpu::depthwise`).
 //!
 //! Bias, a residual (skip connection) and the activation are applied in
 //! the GEMM epilogue, or while compacting / finishing a plane.
@@ -29,7 +27,7 @@ use tessera_graph::op::Conv;
 use tessera_graph::Activation;
 
 use super::gemm::{cost_columns, gemm, BSource, Epilogue, OffsetRows, PackedA};
-use super::depthwise_flat::FlatDepthwise;
+use super::depthwise::Depthwise;
 use super::winograd::Winograd;
 use super::par::{split_range, Par, SendPtr};
 use super::simd::{multiversion, Isa};
@@ -82,15 +80,15 @@ enum Mode {
 /// Layout of the padded mode's input copy, per channel: one `hq × wq`
 /// plane per stride phase the taps touch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Phased {
+pub(crate) struct Phased {
     hq: usize,
-    wq: usize,
+    pub(crate) wq: usize,
     /// Phases materialised, as `(ry, rx)`.
     phases: Vec<(usize, usize)>,
 }
 
 impl Phased {
-    fn new(g: &ConvGeom) -> Phased {
+    pub(crate) fn new(g: &ConvGeom) -> Phased {
         let (hp, wp) = (g.h + g.pads[0] + g.pads[2], g.w + g.pads[1] + g.pads[3]);
         let mut phases = Vec::new();
         for ky in 0..g.kh {
@@ -104,12 +102,12 @@ impl Phased {
         Phased { hq: hp.div_ceil(g.sh), wq: wp.div_ceil(g.sw), phases }
     }
 
-    fn channel_len(&self) -> usize {
+    pub(crate) fn channel_len(&self) -> usize {
         self.phases.len() * self.hq * self.wq
     }
 
     /// `B` row offset of every tap `k = (c·kh + ky)·kw + kx`.
-    fn offsets(&self, g: &ConvGeom) -> Vec<usize> {
+    pub(crate) fn offsets(&self, g: &ConvGeom) -> Vec<usize> {
         let mut offs = Vec::with_capacity(g.k());
         for c in 0..g.icg() {
             for ky in 0..g.kh {
@@ -130,7 +128,7 @@ impl Phased {
 
     /// Copies `chans` channels of input `x` (`chans × h × w`) into `buf`
     /// (`chans` channel layouts), zero-padded.
-    fn fill(&self, isa: Isa, g: &ConvGeom, chans: usize, x: &[f32], buf: &mut [f32]) {
+    pub(crate) fn fill(&self, isa: Isa, g: &ConvGeom, chans: usize, x: &[f32], buf: &mut [f32]) {
         phase_fill(isa, self, g, chans, x, buf)
     }
 
@@ -214,14 +212,14 @@ fn gather2(dst: &mut [f32], src: &[f32]) {
 /// out for changes: every fill rewrites exactly the same interior cells, so
 /// the zero borders of the last fill are still in place.
 #[derive(Default)]
-struct PadBuf {
+pub(crate) struct PadBuf {
     data: Vec<f32>,
     layout: Option<(ConvGeom, usize)>,
 }
 
 impl PadBuf {
     /// `len` cells laid out for `g`, zero outside what fills write.
-    fn for_geom(&mut self, g: &ConvGeom, len: usize) -> &mut [f32] {
+    pub(crate) fn for_geom(&mut self, g: &ConvGeom, len: usize) -> &mut [f32] {
         if self.layout != Some((*g, len)) {
             self.data.clear();
             self.data.resize(len, 0.0);
@@ -247,8 +245,8 @@ enum Strategy {
     /// One packed weight matrix per group; `offs` are the `B` row offsets
     /// of the pointwise and padded modes.
     Gemm { a: Vec<PackedA>, mode: Mode, offs: Vec<usize> },
-    /// `[c][kh·kw]` weights; `flat`: the stride-1 same-width layers' path.
-    Depthwise { w: Vec<f32>, flat: Option<FlatDepthwise> },
+    /// One input and one output channel per group (`cpu::depthwise`).
+    Depthwise(Depthwise),
     /// 3×3 stride-1 layers as Winograd F(2×2, 3×3) (`cpu::winograd`).
     Winograd(Winograd),
 }
@@ -301,7 +299,7 @@ impl ConvPlan {
             return Err(format!("weight holds {} values, expected {}", wdata.len(), c_out * k));
         }
         let strategy = if geom.icg() == 1 && geom.ocg() == 1 {
-            Strategy::Depthwise { w: wdata.to_vec(), flat: FlatDepthwise::new(&geom) }
+            Strategy::Depthwise(Depthwise::new(&geom, wdata))
         } else if let (ConvPath::Auto, Some(form)) = (path, Winograd::form(&geom)) {
             Strategy::Winograd(Winograd::new(isa, &geom, wdata, form))
         } else {
@@ -341,8 +339,7 @@ impl ConvPlan {
             Strategy::Gemm { mode: Mode::Pointwise, .. } => "gemm-1x1",
             Strategy::Gemm { mode: Mode::Padded { .. }, .. } => "gemm-padded",
             Strategy::Gemm { .. } => "gemm-im2col",
-            Strategy::Depthwise { flat: Some(_), .. } => "depthwise-flat",
-            Strategy::Depthwise { .. } => "depthwise",
+            Strategy::Depthwise(d) => d.name(),
             Strategy::Winograd(w) => w.name(),
         }
     }
@@ -380,8 +377,7 @@ impl ConvPlan {
                     }
                 }
             }
-            Strategy::Depthwise { w, flat: Some(f) } => f.run(isa, par, g, w, self.bias.as_deref(), residual, self.act, x, y),
-            Strategy::Depthwise { w, flat: None } => depthwise(isa, par, g, w, self.bias.as_deref(), residual, self.act, x, y),
+            Strategy::Depthwise(d) => d.run(isa, par, g, self.bias.as_deref(), residual, self.act, x, y),
             Strategy::Winograd(wino) => wino.run(isa, par, g, x, self.bias.as_deref(), residual, self.act, y),
         }
     }
@@ -494,54 +490,6 @@ impl BSource for Im2col<'_> {
     }
 }
 
-thread_local! {
-    /// A depthwise task's padded plane and wide output.
-    static PLANES: std::cell::RefCell<(PadBuf, Vec<f32>)> = std::cell::RefCell::new((PadBuf::default(), Vec::new()));
-}
-
-/// Depthwise convolution: every (image, channel) plane on its own, through
-/// the same phase-split padded layout as the GEMM path, so that every tap is
-/// one contiguous multiply-add over the whole (wide) output plane.
-#[allow(clippy::too_many_arguments)]
-fn depthwise(isa: Isa, par: &Par, g: &ConvGeom, w: &[f32], bias: Option<&[f32]>, residual: Option<&[f32]>, act: Activation, x: &[f32], y: &mut [f32]) {
-    let planes = g.batch * g.c_out;
-    let work = planes * g.oh * g.ow * g.kh * g.kw;
-    let parts = if par.threads() > 1 && work > 1 << 16 { par.threads() * 4 } else { 1 };
-    let ranges = split_range(planes, parts, 1);
-    let yp = SendPtr(y.as_mut_ptr());
-    let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-    // One channel's layout (icg = 1).
-    let ph = Phased::new(g);
-    let offs = ph.offsets(g);
-    let n_wide = ph.n_wide(g);
-    // `taps` computes its last chunk whole, reading into zero padding.
-    let n_taps = n_wide.next_multiple_of(TAP_CHUNK);
-    par.for_each(ranges.len(), &|t| {
-        let (p0, p1) = ranges[t];
-        PLANES.with(|bufs| {
-            let mut bufs = bufs.borrow_mut();
-            let (buf, wide) = &mut *bufs;
-            let max_off = offs.iter().copied().max().unwrap_or(0);
-            let len = (max_off + n_taps).max(ph.channel_len());
-            if wide.len() < n_wide {
-                wide.resize(n_wide, 0.0);
-            }
-            for p in p0..p1 {
-                let c = p % g.c_out;
-                let buf = buf.for_geom(g, len);
-                ph.fill(isa, g, 1, &x[p * in_plane..(p + 1) * in_plane], buf);
-                let wc = &w[c * g.kh * g.kw..(c + 1) * g.kh * g.kw];
-                let b = bias.map_or(0.0, |b| b[c]);
-                taps_for(isa, buf, &offs, wc, b, &mut wide[..n_wide]);
-                // SAFETY: plane p of y belongs to this task alone.
-                let yout = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * out_plane), out_plane) };
-                let res = residual.map(|r| &r[p * out_plane..(p + 1) * out_plane]);
-                compact(isa, &wide[..n_wide], n_wide, ph.wq, g.oh, g.ow, res, act, yout);
-            }
-        })
-    });
-}
-
 multiversion! {
     /// Drops the off-edge columns of wide planes (`n_wide` apart, rows `wq`
     /// apart) into `y` (`oh × ow` planes), adding `residual` (laid out like
@@ -557,57 +505,6 @@ multiversion! {
                 }
                 apply_act(act, out);
             }
-        }
-    }
-}
-
-/// Outputs a depthwise tap loop keeps in registers.
-pub(crate) const TAP_CHUNK: usize = 64;
-
-/// `taps` compiled for `isa` (explicit target-feature entry points: this
-/// loop is the whole cost of a depthwise conv).
-pub(crate) fn taps_for(isa: Isa, buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn avx512(buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
-        taps::<true>(buf, offs, w, bias, wide)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(buf: &[f32], offs: &[usize], w: &[f32], bias: f32, wide: &mut [f32]) {
-        taps::<true>(buf, offs, w, bias, wide)
-    }
-    match isa {
-        // SAFETY: a backend only holds an ISA this machine runs.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { avx512(buf, offs, w, bias, wide) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2(buf, offs, w, bias, wide) },
-        _ => taps::<false>(buf, offs, w, bias, wide),
-    }
-}
-
-/// `out[n] = bias + Σ_t w[t] · buf[n + offs[t]]`, in chunks of TAP_CHUNK
-/// outputs held in registers across all taps. The last chunk is computed
-/// whole (`buf` must cover `offs[t] + out.len()` rounded up to a chunk) and
-/// only its part inside `out` kept. `FMA` uses fused multiply-adds (the x86
-/// paths; elsewhere `mul_add` would be a slow library call).
-#[inline(always)]
-fn taps<const FMA: bool>(buf: &[f32], offs: &[usize], w: &[f32], bias: f32, out: &mut [f32]) {
-    const CH: usize = TAP_CHUNK;
-    let n = out.len();
-    for start in (0..n).step_by(CH) {
-        let mut acc = [bias; CH];
-        for (&off, &wt) in offs.iter().zip(w) {
-            let src: &[f32; CH] = buf[off + start..off + start + CH].try_into().expect("buffer covers every chunk");
-            for i in 0..CH {
-                acc[i] = if FMA { src[i].mul_add(wt, acc[i]) } else { acc[i] + src[i] * wt };
-            }
-        }
-        if start + CH <= n {
-            out[start..start + CH].copy_from_slice(&acc);
-        } else {
-            out[start..].copy_from_slice(&acc[..n - start]);
         }
     }
 }

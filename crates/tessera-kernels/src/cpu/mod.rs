@@ -16,7 +16,7 @@
 
 mod conv;
 mod dense;
-mod depthwise_flat;
+mod depthwise;
 mod elementwise;
 pub(crate) mod gemm;
 mod layout;

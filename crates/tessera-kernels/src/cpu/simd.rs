@@ -1,6 +1,7 @@
 //! Instruction-set selection. The GEMM micro-kernels are written per ISA
-//! with intrinsics; everything else (pooling, elementwise, depthwise conv,
-//! GEMV) is plain Rust compiled several times, once per ISA, through the
+//! with intrinsics, the depthwise conv's block loops over a small vector
+//! trait (`cpu::depthwise`); everything else (pooling, elementwise, GEMV)
+//! is plain Rust compiled several times, once per ISA, through the
 //! `multiversion!` macro, so LLVM vectorises it for the machine actually
 //! found at run time.
 
