@@ -184,27 +184,26 @@ impl Phased {
     }
 }
 
-/// `dst[i] = src[2i]`: fixed-size chunks, so the strided loads become
-/// shuffles with no bounds checks in the loop.
+/// `dst[i] = src[2i]`: fixed-size chunks of 16, so the strided loads
+/// become whole-register shuffles (one two-source permute on AVX-512) with
+/// no bounds checks in the loop.
 #[inline(always)]
-fn gather2(dst: &mut [f32], src: &[f32]) {
-    let n8 = dst.len() / 8 * 8;
-    let (body, tail) = dst.split_at_mut(n8);
-    for (d, s) in body.chunks_exact_mut(8).zip(src.chunks(16)) {
-        // Whole chunks take the check-free path; the last may hold just the
-        // 15 values it needs (src ends at 2·(n−1)).
-        if let Ok(s) = <&[f32; 16]>::try_from(s) {
-            for i in 0..8 {
-                d[i] = s[2 * i];
-            }
-        } else {
-            for i in 0..8 {
-                d[i] = s[2 * i];
-            }
+pub(crate) fn gather2(dst: &mut [f32], src: &[f32]) {
+    const C: usize = 16;
+    let n = dst.len();
+    let mut i = 0;
+    // Whole chunks while the source holds all 2·C values (the last chunk
+    // may only have the 2·C − 1 it needs: src ends at 2·(n − 1)).
+    while i + C <= n && 2 * (i + C) <= src.len() {
+        let s: &[f32; 2 * C] = src[2 * i..2 * (i + C)].try_into().expect("2C long");
+        let d: &mut [f32; C] = (&mut dst[i..i + C]).try_into().expect("C long");
+        for j in 0..C {
+            d[j] = s[2 * j];
         }
+        i += C;
     }
-    for (i, d) in tail.iter_mut().enumerate() {
-        *d = src[(n8 + i) * 2];
+    for (j, d) in dst[i..].iter_mut().enumerate() {
+        *d = src[2 * (i + j)];
     }
 }
 

@@ -5,6 +5,7 @@
 
 use tessera_graph::Pool;
 
+use super::conv::gather2;
 use super::par::{split_range, Par, SendPtr};
 use super::simd::{multiversion, Isa};
 
@@ -33,6 +34,12 @@ fn taps(out: usize, input: usize, k: usize, s: usize, d: usize, pad_begin: usize
 }
 
 /// `[n, c, h, w]` → `[n, c, oh, ow]` max or average pooling.
+///
+/// Windows are separable: each input row is reduced along x once (its
+/// column windows, into a row of `ow`), then each output row reduces the
+/// window's rows of those, so the work per output is `kh + kw` vector
+/// steps, not `kh·kw` strided ones. Stride-2 rows are split into their even
+/// and odd columns first, so every step is a contiguous vector loop.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pool(isa: Isa, par: &Par, p: &Pool, max: bool, x_shape: &[usize], y_shape: &[usize], x: &[f32], y: &mut [f32]) {
     let (planes, h, w) = (x_shape[0] * x_shape[1], x_shape[2], x_shape[3]);
@@ -50,15 +57,26 @@ pub(crate) fn pool(isa: Isa, par: &Par, p: &Pool, max: bool, x_shape: &[usize], 
         (Some(&a), Some(&b)) if b + 1 - a == full.len() => (a, b + 1),
         _ => (0, 0),
     };
-    let win = Window { p, max, ty: &ty, tx: &tx, ilo, ihi, w, ow };
+    let cols: Vec<f32> = tx.iter().map(|b| if p.count_include_pad { b.padded } else { b.hi - b.lo } as f32).collect();
+    let win = Window { p, max, ty: &ty, tx: &tx, cols: &cols, ilo, ihi, h, w, ow };
     par.for_each(ranges.len(), &|t| {
         let (p0, p1) = ranges[t];
-        for pl in p0..p1 {
-            // SAFETY: plane pl of y belongs to this task alone.
-            let yout = unsafe { std::slice::from_raw_parts_mut(yp.get().add(pl * oh * ow), oh * ow) };
-            pool_plane(isa, &win, &x[pl * h * w..(pl + 1) * h * w], yout);
-        }
+        ROWS.with(|rows| {
+            let mut rows = rows.borrow_mut();
+            // The x-reduced rows, then the even and odd columns of one row.
+            rows.resize(h * ow + w + 1, 0.0);
+            for pl in p0..p1 {
+                // SAFETY: plane pl of y belongs to this task alone.
+                let yout = unsafe { std::slice::from_raw_parts_mut(yp.get().add(pl * oh * ow), oh * ow) };
+                pool_plane(isa, &win, &x[pl * h * w..(pl + 1) * h * w], &mut rows, yout);
+            }
+        })
     });
+}
+
+thread_local! {
+    /// A thread's x-reduced rows of one plane (and a row's split columns).
+    static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One pooling's window geometry, shared by all planes.
@@ -67,95 +85,107 @@ struct Window<'a> {
     max: bool,
     ty: &'a [Taps],
     tx: &'a [Taps],
+    /// Per output column, the taps an average divides by along x.
+    cols: &'a [f32],
     /// Output columns `ilo..ihi` have every tap inside the input.
     ilo: usize,
     ihi: usize,
+    h: usize,
     w: usize,
     ow: usize,
 }
 
 multiversion! {
-    /// Pools one `h × w` plane into `oh × ow`.
-    fn pool_plane(win: &Window, xin: &[f32], yout: &mut [f32]) {
-        let &Window { p, max, ty, tx, ilo, ihi, w, ow } = win;
-        let (dh, dw, kw) = (p.dilation[0], p.dilation[1], p.kernel[1]);
-        for (oy, a) in ty.iter().enumerate() {
-            let iy0 = (oy * p.stride[0]) as isize - p.pads[0] as isize;
-            let orow = &mut yout[oy * ow..(oy + 1) * ow];
-            let rows = (a.lo..a.hi).map(|ky| &xin[(iy0 + (ky * dh) as isize) as usize * w..][..w]);
-            // Interior columns.
+    /// Pools one `h × w` plane into `oh × ow`, through `rows` (`h·ow + w + 1`
+    /// floats of scratch).
+    fn pool_plane(win: &Window, xin: &[f32], rows: &mut [f32], yout: &mut [f32]) {
+        let &Window { p, max, ty, tx, cols, ilo, ihi, h, w, ow } = win;
+        let (dw, kw, sw) = (p.dilation[1], p.kernel[1], p.stride[1]);
+        let init = if max { f32::MIN } else { 0.0 };
+        let (hrows, split) = rows.split_at_mut(h * ow);
+        // Along x: every input row through its column windows.
+        for (row, hrow) in xin.chunks_exact(w.max(1)).zip(hrows.chunks_exact_mut(ow.max(1))).take(h) {
             if ihi > ilo {
-                let dst = &mut orow[ilo..ihi];
-                dst.fill(if max { f32::MIN } else { 0.0 });
-                let x0 = (ilo * p.stride[1]) as isize - p.pads[1] as isize;
-                for row in rows.clone() {
+                let dst = &mut hrow[ilo..ihi];
+                dst.fill(init);
+                let x0 = ilo * sw - p.pads[1];
+                if sw == 2 && dst.len() >= 16 {
+                    // Even columns, then odd (rows of at least one vector of
+                    // outputs): tap column c is
+                    // `split[(c mod 2)·evens + c / 2]`.
+                    let evens = w.div_ceil(2);
+                    let (ev, od) = split.split_at_mut(evens);
+                    gather2(ev, row);
+                    gather2(&mut od[..w / 2], &row[1.min(w)..]);
                     for kx in 0..kw {
-                        let start = (x0 + (kx * dw) as isize) as usize;
-                        match p.stride[1] {
-                            1 => window_row::<1>(dst, &row[start..], max),
-                            2 => window_row::<2>(dst, &row[start..], max),
-                            s => window_row_dyn(dst, &row[start..], s, max),
+                        let c = x0 + kx * dw;
+                        let half = if c % 2 == 0 { &ev[c / 2..] } else { &od[c / 2..] };
+                        combine(dst, half, max);
+                    }
+                } else {
+                    for kx in 0..kw {
+                        let start = x0 + kx * dw;
+                        match sw {
+                            1 => combine(dst, &row[start..], max),
+                            // Narrow rows (fewer than one vector of outputs):
+                            // splitting the columns would cost more.
+                            s => strided(dst, &row[start..], s, max),
                         }
                     }
-                }
-                if !max {
-                    let count = if p.count_include_pad { a.padded * kw } else { (a.hi - a.lo) * kw };
-                    dst.iter_mut().for_each(|v| *v /= count as f32);
                 }
             }
             // Edge columns, one window at a time.
-            for (ox, b) in tx.iter().enumerate() {
-                if ox >= ilo && ox < ihi {
-                    continue;
+            for ox in (0..ilo).chain(ihi.max(ilo)..ow) {
+                let b = tx[ox];
+                let ix0 = (ox * sw) as isize - p.pads[1] as isize;
+                let mut acc = init;
+                for kx in b.lo..b.hi {
+                    acc = fold(acc, row[(ix0 + (kx * dw) as isize) as usize], max);
                 }
-                let ix0 = (ox * p.stride[1]) as isize - p.pads[1] as isize;
-                let mut acc = if max { f32::MIN } else { 0.0 };
-                for row in rows.clone() {
-                    for kx in b.lo..b.hi {
-                        let v = row[(ix0 + (kx * dw) as isize) as usize];
-                        if max {
-                            if v > acc {
-                                acc = v;
-                            }
-                        } else {
-                            acc += v;
-                        }
-                    }
+                hrow[ox] = acc;
+            }
+        }
+        // Along y: every output row through its window's reduced rows.
+        for (oy, a) in ty.iter().enumerate() {
+            let orow = &mut yout[oy * ow..(oy + 1) * ow];
+            orow.fill(init);
+            for ky in a.lo..a.hi {
+                // Inside the input: `taps` clipped the window to it.
+                let iy = oy * p.stride[0] + ky * p.dilation[0] - p.pads[0];
+                combine(orow, &hrows[iy * ow..(iy + 1) * ow], max);
+            }
+            if !max {
+                // Window sizes are small integers: the products are exact in f32.
+                let rows = if p.count_include_pad { a.padded } else { a.hi - a.lo } as f32;
+                for (v, &cols) in orow.iter_mut().zip(cols) {
+                    *v /= rows * cols;
                 }
-                if !max {
-                    let count = if p.count_include_pad { a.padded * b.padded } else { (a.hi - a.lo) * (b.hi - b.lo) };
-                    acc /= count as f32;
-                }
-                orow[ox] = acc;
             }
         }
     }
 }
 
-/// `dst[i] = dst[i] ∘ src[i·S]` (max or sum), stride known at compile time.
+/// One max or sum step. `max` ignores a NaN `v` (as onnxruntime's
+/// comparisons do; `acc` starts at `f32::MIN` so is never NaN) and, unlike
+/// a compare-and-select written back to memory, never becomes a conditional
+/// store: loops of it vectorise.
 #[inline(always)]
-fn window_row<const S: usize>(dst: &mut [f32], src: &[f32], max: bool) {
-    let src = &src[..(dst.len() - 1) * S + 1];
-    if max {
-        for (i, d) in dst.iter_mut().enumerate() {
-            let v = src[i * S];
-            *d = if v > *d { v } else { *d };
-        }
-    } else {
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d += src[i * S];
-        }
-    }
+fn fold(acc: f32, v: f32, max: bool) -> f32 {
+    if max { acc.max(v) } else { acc + v }
 }
 
-fn window_row_dyn(dst: &mut [f32], src: &[f32], s: usize, max: bool) {
+/// `dst[i] = dst[i] ∘ src[i]` (max or sum): a contiguous vector loop.
+#[inline(always)]
+fn combine(dst: &mut [f32], src: &[f32], max: bool) {
+    let src = &src[..dst.len()];
+    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = fold(*d, v, max));
+}
+
+/// `dst[i] = dst[i] ∘ src[i·s]` (max or sum).
+#[inline(always)]
+fn strided(dst: &mut [f32], src: &[f32], s: usize, max: bool) {
     for (i, d) in dst.iter_mut().enumerate() {
-        let v = src[i * s];
-        if max {
-            *d = if v > *d { v } else { *d };
-        } else {
-            *d += v;
-        }
+        *d = fold(*d, src[i * s], max);
     }
 }
 
@@ -195,5 +225,32 @@ mod tests {
         // ceil-mode window hanging past the end pad: counted only up to the pad.
         let t = taps(3, 5, 2, 2, 1, 0, 0);
         assert_eq!((t[2].lo, t[2].hi, t[2].padded), (0, 1, 1));
+    }
+}
+
+/// Max-pooling speed on zoo shapes:
+/// `cargo test --release -p tessera-kernels pool_speed -- --ignored --nocapture`
+#[cfg(test)]
+#[test]
+#[ignore]
+fn pool_speed() {
+    let par = Par::new(1).unwrap();
+    let isa = Isa::detect();
+    let mut rng = tessera_graph::rng::Rng::new(1);
+    // (channels, side, kernel, stride, pad): ResNet, VGG, YOLOv2, AlexNet.
+    for &(c, h, k, s, pad) in &[(64usize, 112usize, 3usize, 2usize, 1usize), (64, 224, 2, 2, 0), (16, 416, 2, 2, 0), (96, 55, 3, 2, 0), (256, 26, 2, 2, 0), (512, 13, 2, 1, 0)] {
+        let p = Pool { kernel: [k, k], stride: [s, s], pads: [pad; 4], dilation: [1, 1], ceil_mode: false, count_include_pad: false };
+        let oh = (h + 2 * pad - k) / s + 1;
+        let x = rng.fill(c * h * h, 1.0);
+        let mut y = vec![0.0; c * oh * oh];
+        for max in [true, false] {
+            let mut best = f64::MAX;
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                pool(isa, &par, &p, max, &[1, c, h, h], &[1, c, oh, oh], &x, &mut y);
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            println!("{} {c}x{h}x{h} k{k} s{s} p{pad}: {best:.3} ms", if max { "max" } else { "avg" });
+        }
     }
 }
