@@ -35,11 +35,12 @@ fn taps(out: usize, input: usize, k: usize, s: usize, d: usize, pad_begin: usize
 
 /// `[n, c, h, w]` → `[n, c, oh, ow]` max or average pooling.
 ///
-/// Windows are separable: each input row is reduced along x once (its
-/// column windows, into a row of `ow`), then each output row reduces the
-/// window's rows of those, so the work per output is `kh + kw` vector
-/// steps, not `kh·kw` strided ones. Stride-2 rows are split into their even
-/// and odd columns first, so every step is a contiguous vector loop.
+/// Windows are separable: each output row first reduces its window's input
+/// rows at full width (contiguous vector loops), then that one row along x
+/// through the column windows, so the work per output is about `kh + kw`
+/// vector steps, not `kh·kw` strided ones. For stride 2 the reduced row is
+/// split into its even and odd columns first, so every x step is contiguous
+/// too.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pool(isa: Isa, par: &Par, p: &Pool, max: bool, x_shape: &[usize], y_shape: &[usize], x: &[f32], y: &mut [f32]) {
     let (planes, h, w) = (x_shape[0] * x_shape[1], x_shape[2], x_shape[3]);
@@ -58,13 +59,13 @@ pub(crate) fn pool(isa: Isa, par: &Par, p: &Pool, max: bool, x_shape: &[usize], 
         _ => (0, 0),
     };
     let cols: Vec<f32> = tx.iter().map(|b| if p.count_include_pad { b.padded } else { b.hi - b.lo } as f32).collect();
-    let win = Window { p, max, ty: &ty, tx: &tx, cols: &cols, ilo, ihi, h, w, ow };
+    let win = Window { p, max, ty: &ty, tx: &tx, cols: &cols, ilo, ihi, w, ow };
     par.for_each(ranges.len(), &|t| {
         let (p0, p1) = ranges[t];
         ROWS.with(|rows| {
             let mut rows = rows.borrow_mut();
-            // The x-reduced rows, then the even and odd columns of one row.
-            rows.resize(h * ow + w + 1, 0.0);
+            // One y-reduced row, then its even and odd columns.
+            rows.resize(2 * w + 1, 0.0);
             for pl in p0..p1 {
                 // SAFETY: plane pl of y belongs to this task alone.
                 let yout = unsafe { std::slice::from_raw_parts_mut(yp.get().add(pl * oh * ow), oh * ow) };
@@ -90,46 +91,50 @@ struct Window<'a> {
     /// Output columns `ilo..ihi` have every tap inside the input.
     ilo: usize,
     ihi: usize,
-    h: usize,
     w: usize,
     ow: usize,
 }
 
 multiversion! {
-    /// Pools one `h × w` plane into `oh × ow`, through `rows` (`h·ow + w + 1`
+    /// Pools one `h × w` plane into `oh × ow`, through `rows` (`2·w + 1`
     /// floats of scratch).
     fn pool_plane(win: &Window, xin: &[f32], rows: &mut [f32], yout: &mut [f32]) {
-        let &Window { p, max, ty, tx, cols, ilo, ihi, h, w, ow } = win;
+        let &Window { p, max, ty, tx, cols, ilo, ihi, w, ow } = win;
         let (dw, kw, sw) = (p.dilation[1], p.kernel[1], p.stride[1]);
         let init = if max { f32::MIN } else { 0.0 };
-        let (hrows, split) = rows.split_at_mut(h * ow);
-        // Along x: every input row through its column windows.
-        for (row, hrow) in xin.chunks_exact(w.max(1)).zip(hrows.chunks_exact_mut(ow.max(1))).take(h) {
+        let (vrow, split) = rows.split_at_mut(w);
+        for (oy, a) in ty.iter().enumerate() {
+            // Along y: the window's input rows, at full width (contiguous).
+            vrow.fill(init);
+            for ky in a.lo..a.hi {
+                // Inside the input: `taps` clipped the window to it.
+                let iy = oy * p.stride[0] + ky * p.dilation[0] - p.pads[0];
+                combine(vrow, &xin[iy * w..(iy + 1) * w], max);
+            }
+            // Along x: that row through the column windows.
+            let orow = &mut yout[oy * ow..(oy + 1) * ow];
             if ihi > ilo {
-                let dst = &mut hrow[ilo..ihi];
+                let dst = &mut orow[ilo..ihi];
                 dst.fill(init);
                 let x0 = ilo * sw - p.pads[1];
                 if sw == 2 && dst.len() >= 16 {
                     // Even columns, then odd (rows of at least one vector of
-                    // outputs): tap column c is
-                    // `split[(c mod 2)·evens + c / 2]`.
-                    let evens = w.div_ceil(2);
-                    let (ev, od) = split.split_at_mut(evens);
-                    gather2(ev, row);
-                    gather2(&mut od[..w / 2], &row[1.min(w)..]);
+                    // outputs): every tap is then a contiguous run.
+                    let (ev, od) = split.split_at_mut(w.div_ceil(2));
+                    gather2(ev, vrow);
+                    gather2(&mut od[..w / 2], &vrow[1.min(w)..]);
                     for kx in 0..kw {
                         let c = x0 + kx * dw;
-                        let half = if c % 2 == 0 { &ev[c / 2..] } else { &od[c / 2..] };
-                        combine(dst, half, max);
+                        combine(dst, if c % 2 == 0 { &ev[c / 2..] } else { &od[c / 2..] }, max);
                     }
                 } else {
                     for kx in 0..kw {
                         let start = x0 + kx * dw;
                         match sw {
-                            1 => combine(dst, &row[start..], max),
+                            1 => combine(dst, &vrow[start..], max),
                             // Narrow rows (fewer than one vector of outputs):
                             // splitting the columns would cost more.
-                            s => strided(dst, &row[start..], s, max),
+                            s => strided(dst, &vrow[start..], s, max),
                         }
                     }
                 }
@@ -140,19 +145,9 @@ multiversion! {
                 let ix0 = (ox * sw) as isize - p.pads[1] as isize;
                 let mut acc = init;
                 for kx in b.lo..b.hi {
-                    acc = fold(acc, row[(ix0 + (kx * dw) as isize) as usize], max);
+                    acc = fold(acc, vrow[(ix0 + (kx * dw) as isize) as usize], max);
                 }
-                hrow[ox] = acc;
-            }
-        }
-        // Along y: every output row through its window's reduced rows.
-        for (oy, a) in ty.iter().enumerate() {
-            let orow = &mut yout[oy * ow..(oy + 1) * ow];
-            orow.fill(init);
-            for ky in a.lo..a.hi {
-                // Inside the input: `taps` clipped the window to it.
-                let iy = oy * p.stride[0] + ky * p.dilation[0] - p.pads[0];
-                combine(orow, &hrows[iy * ow..(iy + 1) * ow], max);
+                orow[ox] = acc;
             }
             if !max {
                 // Window sizes are small integers: the products are exact in f32.
