@@ -311,11 +311,17 @@ impl ConvPlan {
                 (Mode::Pointwise, (0..icg).map(|c| c * h * w).collect())
             } else {
                 // Padded unless its off-edge columns cost more than packing
-                // an im2col (which grows with the stride's gathers).
+                // an im2col (which grows with the stride's gathers), or, at
+                // stride 1, compacting its wide output (a pass over
+                // `ocg × n`, ~1.5× the cost per value of packing `k × n`
+                // in `conv_paths_speed` on stem layers: 3→16 / 24 / 32 / 64,
+                // 8→32, 16→32) costs more than that packing.
                 let ph = Phased::new(&geom);
                 let extra = cost_columns(isa, ph.n_wide(&geom)) as f64 / cost_columns(isa, oh * ow) as f64;
-                let limit = if geom.sh == 1 && geom.sw == 1 { 1.05 } else { 1.15 };
-                if extra <= limit {
+                let stride1 = geom.sh == 1 && geom.sw == 1;
+                let limit = if stride1 { 1.05 } else { 1.15 };
+                let compaction_costs_more = stride1 && ph.wq != ow && 3 * geom.ocg() > 2 * k;
+                if extra <= limit && !compaction_costs_more {
                     let offs = ph.offsets(&geom);
                     (Mode::Padded(ph), offs)
                 } else {
