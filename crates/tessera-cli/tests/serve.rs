@@ -29,6 +29,8 @@ fn make_root() -> PathBuf {
     std::fs::write(d.join("www/app.js"), "console.log(1)").unwrap();
     std::fs::write(d.join("www/css/site.css"), "body{}").unwrap();
     std::fs::write(d.join("pkg/tessera_web_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    // Stands for `./run`'s gzipped copy (the server does not look inside).
+    std::fs::write(d.join("pkg/tessera_web_bg.wasm.gz"), b"GZIPPED-WASM").unwrap();
     std::fs::write(d.join("pkg/tessera_web.js"), "export default 1").unwrap();
     std::fs::write(d.join("secret.txt"), "TOP-SECRET").unwrap();
     d
@@ -320,9 +322,14 @@ async fn silent_connections_time_out_and_shutdown_closes_everyone() {
 
 /// A raw HTTP/1.1 GET (the path is sent exactly as given).
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    get_with(addr, path, "")
+}
+
+/// `get` with extra header lines (each ending in `\r\n`).
+fn get_with(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n").unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -346,6 +353,14 @@ fn static_files_with_mime_types_and_no_traversal() {
     assert_eq!(s, 200);
     assert!(head.contains("content-type: application/wasm"), "{head}");
     assert_eq!(&body[..4], b"\0asm");
+    // A browser that accepts gzip gets the gzipped copy, still typed as wasm.
+    let (s, head, body) = get_with(h.addr, "/pkg/tessera_web_bg.wasm", "Accept-Encoding: gzip, deflate, br\r\n");
+    assert_eq!(s, 200);
+    assert!(head.contains("content-encoding: gzip") && head.contains("content-type: application/wasm"), "{head}");
+    assert_eq!(body, b"GZIPPED-WASM");
+    // Without a gzipped copy, the file as it is.
+    let (_, head, _) = get_with(h.addr, "/pkg/tessera_web.js", "Accept-Encoding: gzip\r\n");
+    assert!(!head.contains("content-encoding"), "{head}");
     let (_, head, _) = get(h.addr, "/pkg/tessera_web.js");
     assert!(head.contains("javascript"), "{head}");
     let (_, head, _) = get(h.addr, "/app.js");

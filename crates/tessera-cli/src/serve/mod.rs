@@ -228,7 +228,10 @@ fn router(hub: Arc<Hub>, root: &Path) -> Router {
     Router::new()
         .route("/ws", get(ws_route))
         .route("/", get(move || index_page(index.clone())))
-        .nest_service("/pkg", ServeDir::new(root.join("pkg")).append_index_html_on_directories(false))
+        // The wasm module is most of a join's download (a phone's first
+        // load): served gzipped where `./run` left a `.gz` beside it and the
+        // browser accepts gzip.
+        .nest_service("/pkg", ServeDir::new(root.join("pkg")).append_index_html_on_directories(false).precompressed_gzip())
         .fallback_service(ServeDir::new(www))
         .layer(axum::middleware::map_response(common_headers))
         .with_state(hub)
