@@ -17,7 +17,7 @@
 //! - Winograd F(2×2, 3×3) / F(4×4, 3×3) for 3×3 stride-1 layers with enough
 //!   channels (`cpu::winograd`): 16 / 36 GEMMs over transformed tiles;
 //! - depthwise (one input and one output channel per group): a direct
-//!   kernel over the same phase-split padded copy, one plane at a time, in
+//!   kernel over a padded copy of each plane split by column stride, in
 //!   register blocks of output rows × columns (`cpu::depthwise`).
 //!
 //! Bias, a residual (skip connection) and the activation are applied in
@@ -80,15 +80,15 @@ enum Mode {
 /// Layout of the padded mode's input copy, per channel: one `hq × wq`
 /// plane per stride phase the taps touch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Phased {
+struct Phased {
     hq: usize,
-    pub(crate) wq: usize,
+    wq: usize,
     /// Phases materialised, as `(ry, rx)`.
     phases: Vec<(usize, usize)>,
 }
 
 impl Phased {
-    pub(crate) fn new(g: &ConvGeom) -> Phased {
+    fn new(g: &ConvGeom) -> Phased {
         let (hp, wp) = (g.h + g.pads[0] + g.pads[2], g.w + g.pads[1] + g.pads[3]);
         let mut phases = Vec::new();
         for ky in 0..g.kh {
@@ -102,12 +102,12 @@ impl Phased {
         Phased { hq: hp.div_ceil(g.sh), wq: wp.div_ceil(g.sw), phases }
     }
 
-    pub(crate) fn channel_len(&self) -> usize {
+    fn channel_len(&self) -> usize {
         self.phases.len() * self.hq * self.wq
     }
 
     /// `B` row offset of every tap `k = (c·kh + ky)·kw + kx`.
-    pub(crate) fn offsets(&self, g: &ConvGeom) -> Vec<usize> {
+    fn offsets(&self, g: &ConvGeom) -> Vec<usize> {
         let mut offs = Vec::with_capacity(g.k());
         for c in 0..g.icg() {
             for ky in 0..g.kh {
@@ -128,7 +128,7 @@ impl Phased {
 
     /// Copies `chans` channels of input `x` (`chans × h × w`) into `buf`
     /// (`chans` channel layouts), zero-padded.
-    pub(crate) fn fill(&self, isa: Isa, g: &ConvGeom, chans: usize, x: &[f32], buf: &mut [f32]) {
+    fn fill(&self, isa: Isa, g: &ConvGeom, chans: usize, x: &[f32], buf: &mut [f32]) {
         phase_fill(isa, self, g, chans, x, buf)
     }
 

@@ -76,7 +76,7 @@ pub(crate) fn pool(isa: Isa, par: &Par, p: &Pool, max: bool, x_shape: &[usize], 
 }
 
 thread_local! {
-    /// A thread's x-reduced rows of one plane (and a row's split columns).
+    /// A thread's y-reduced row (and that row's even and odd columns).
     static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
