@@ -192,7 +192,7 @@ function peersTable(st) {
   const rows = st.coordinator.peers.map((p) => {
     const dev = plan && p.device != null ? plan.devices[p.device] : null;
     const stateCls = { ready: "ok", idle: "info", loading: "warn", probing: "warn", joining: "warn", dead: "bad" }[p.state] || "";
-    const maxLat = Math.max(1, ...st.coordinator.peers.map((x) => x.compute_avg_ms || 0));
+    const maxLat = Math.max(1, ...st.coordinator.peers.map((x) => x.compute_recent_ms || 0));
     return `<tr>
       <td><b>${esc(p.name)}</b> <span class="muted">#${p.id}</span>${p.device != null ? ` <i style="display:inline-block;width:.7rem;height:.7rem;border-radius:.2rem;background:${colour(p.device)}"></i>` : ""}</td>
       <td><span class="pill ${stateCls}">${esc(p.state)}</span>${p.dead_reason ? `<br><span class="muted">${esc(p.dead_reason)}</span>` : ""}</td>
@@ -202,15 +202,15 @@ function peersTable(st) {
       <td class="num">${ms(p.rtt_ms, 2)}</td>
       <td class="num">${num(p.mbps, 0)}</td>
       <td class="num">${p.tasks_done}</td>
-      <td class="num">${ms(p.compute_last_ms, 2)} / ${ms(p.compute_avg_ms, 2)}<br><span class="muted">pred. ${ms(p.predicted_avg_ms, 2)}</span></td>
-      <td>${bar((p.compute_avg_ms || 0) / maxLat)}</td>
+      <td class="num">${ms(p.compute_last_ms, 2)} / ${ms(p.compute_recent_ms, 2)}<br><span class="muted">pred. ${ms(p.predicted_avg_ms, 2)}</span></td>
+      <td>${bar((p.compute_recent_ms || 0) / maxLat)}</td>
       <td>${bar(p.utilisation, "util")}<span class="muted">${num(100 * p.utilisation, 0)}%</span></td>
       <td class="num">${bytes(p.link.bytes_out)} / ${bytes(p.link.bytes_in)}</td>
       <td class="num">${bytes(p.weight_bytes)}<br><span class="muted">${num((100 * p.weight_bytes) / Math.max(1, st.model.weight_bytes), 0)}% of model${p.weight_bytes_reused ? ", " + bytes(p.weight_bytes_reused) + " reused" : ""}</span></td>
       <td class="num">${ms(p.join_to_ready_ms, 0)}</td>
     </tr>`;
   });
-  $("#peers").innerHTML = `<tr><th>peer</th><th>state</th><th>backend</th><th>profile</th><th class=num>slowdown</th><th class=num>RTT</th><th class=num>Mbit/s</th><th class=num>tasks</th><th class=num>compute last / avg</th><th>latency</th><th>utilisation</th><th class=num>bytes out / in</th><th class=num>weights held</th><th class=num>join→ready</th></tr>` +
+  $("#peers").innerHTML = `<tr><th>peer</th><th>state</th><th>backend</th><th>profile</th><th class=num>slowdown</th><th class=num>RTT</th><th class=num>Mbit/s</th><th class=num>tasks</th><th class=num>compute last / recent</th><th>latency</th><th>utilisation</th><th class=num>bytes out / in</th><th class=num>weights held</th><th class=num>join→ready</th></tr>` +
     (rows.join("") || `<tr><td colspan=14 class=muted>no peers yet: share the join link</td></tr>`);
 }
 

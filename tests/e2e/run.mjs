@@ -267,6 +267,9 @@ async function scenario(browser, url, origin) {
   // frame latency minus the compute on its critical path, per stage; and
   // the data-channel ping RTT the coordinator measures.
   const single = [];
+  // Each peer's task count and total compute before the single frames, so
+  // that their compute is the mean of exactly those frames' tasks.
+  const before = new Map((await status(coord)).coordinator.peers.map((p) => [p.id, [p.tasks_done, p.compute_avg_ms * p.tasks_done]]));
   for (let i = 0; i < SINGLE_FRAMES; i++) {
     const n0 = (await status(coord)).totals.results;
     await coord.page.evaluate(() => window.tessera.app.submit_mnist(1));
@@ -282,10 +285,10 @@ async function scenario(browser, url, origin) {
     let worst = 0;
     for (const d of st.split.devices) {
       const p = s2.coordinator.peers.find((x) => "peer " + x.id === plan.members[d]);
-      // Its last task (one of these single frames), not its lifetime mean:
-      // a peer that moved from a (software) GPU to its CPU mid-test has a
-      // mean of both.
-      if (p) worst = Math.max(worst, p.compute_last_ms);
+      // The mean over these single frames' tasks only (a peer that moved
+      // from a software GPU to its CPU mid-test has a lifetime mean of both).
+      const [tasks0, total0] = (p && before.get(p.id)) || [0, 0];
+      if (p && p.tasks_done > tasks0) worst = Math.max(worst, (p.compute_avg_ms * p.tasks_done - total0) / (p.tasks_done - tasks0));
     }
     compute += worst;
   }

@@ -215,6 +215,18 @@ impl PeerEntry {
     }
 
     /// Fraction of the last few seconds spent computing.
+    /// Median kernel time of its tasks in the last `UTIL_WINDOW_MS` (its
+    /// last task's if none): its speed now, where the lifetime mean also
+    /// holds every backend it had before (a GPU that fell back to the CPU).
+    pub fn compute_recent_ms(&self, now: f64) -> f64 {
+        let mut recent: Vec<f64> = self.busy.iter().filter(|b| b.0 >= now - UTIL_WINDOW_MS).map(|b| b.1).collect();
+        if recent.is_empty() {
+            return self.compute_last_ms;
+        }
+        recent.sort_by(f64::total_cmp);
+        recent[recent.len() / 2]
+    }
+
     pub fn utilisation(&self, now: f64) -> f64 {
         let busy: f64 = self.busy.iter().filter(|b| b.0 >= now - UTIL_WINDOW_MS).map(|b| b.1).sum();
         let span = (now - self.ready_ms.unwrap_or(now)).clamp(1.0, UTIL_WINDOW_MS);
@@ -224,3 +236,29 @@ impl PeerEntry {
 
 /// Window of the utilisation figure.
 pub const UTIL_WINDOW_MS: f64 = 5000.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer whose GPU fell back to its CPU: 20 ms tasks, then 1 ms ones
+    /// 10 s later. The recent median is its speed now; the lifetime mean is
+    /// not.
+    #[test]
+    fn recent_compute_follows_a_change_of_backend() {
+        let mut p = PeerEntry::new(1, 0.0);
+        assert_eq!(p.compute_recent_ms(0.0), 0.0, "no task yet");
+        for i in 0..20 {
+            p.task_done(1, i as f64 * 10.0, 20.0, 0.0, 1.2, 1.0, 3);
+        }
+        assert_eq!(p.compute_recent_ms(200.0), 20.0);
+        let later = 10_000.0;
+        for (i, ms) in [1.0, 1.2, 0.9, 40.0, 1.1].into_iter().enumerate() {
+            p.task_done(1, later + i as f64, ms, 0.0, 1.2, 1.0, 3);
+        }
+        assert_eq!(p.compute_recent_ms(later + 5.0), 1.1, "the median shrugs off one slow task");
+        assert!(p.compute_total_ms / p.tasks_done as f64 > 10.0);
+        // Nothing in the window: the last task.
+        assert_eq!(p.compute_recent_ms(later + 60_000.0), 1.1);
+    }
+}

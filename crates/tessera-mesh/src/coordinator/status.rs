@@ -143,6 +143,9 @@ pub struct PeerInfo {
     pub compute_last_ms: f64,
     /// Mean kernel time per task.
     pub compute_avg_ms: f64,
+    /// Median kernel time of its tasks in the last 5 s: its speed now (the
+    /// mean spans every backend it has had).
+    pub compute_recent_ms: f64,
     /// Mean time the cost model predicted for those tasks.
     pub predicted_avg_ms: f64,
     /// Fraction of the last 5 s spent computing.
@@ -276,6 +279,7 @@ impl Coordinator {
                     in_flight: p.in_flight_total(),
                     compute_last_ms: p.compute_last_ms,
                     compute_avg_ms: p.compute_total_ms / n,
+                    compute_recent_ms: p.compute_recent_ms(now),
                     predicted_avg_ms: p.predicted_total_ms / n,
                     utilisation: p.utilisation(now),
                     drift_streak: p.drift_streak,
